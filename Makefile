@@ -1,0 +1,45 @@
+# mnist-serving: `make serve` runs the stack natively, `make test` runs the test suite.
+# Every target that needs Python depends on `setup`, which is idempotent.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+ARTIFACTS ?= artifacts
+VERSION ?= 1
+TRAIN_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup train test lint serve clean
+
+help: ## list targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+setup: $(STAMP) ## create .venv with everything (training, serving, gateway, load tests, dev tools)
+
+$(STAMP): requirements/*.txt
+	@command -v java >/dev/null || { echo "setup: Java 17 is needed for TorchServe (apt-get install openjdk-17-jre-headless)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements/dev.txt
+	touch $@
+
+$(ARTIFACTS)/manifest.json: | $(STAMP)
+	$(PY) -m training.train --out $(ARTIFACTS) --version $(VERSION) $(TRAIN_ARGS)
+
+train: $(STAMP) ## train both models; VERSION=N writes a new model version, TRAIN_ARGS="--data mnist.npz"
+	$(PY) -m training.train --out $(ARTIFACTS) --version $(VERSION) $(TRAIN_ARGS)
+
+test: $(STAMP) ## run the whole test suite
+	$(PY) -m pytest
+
+lint: $(STAMP) ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+
+serve: $(ARTIFACTS)/manifest.json ## run the stack natively (trains first if artifacts/ is empty)
+	@cat $(ARTIFACTS)/training_report.md
+
+clean: ## remove artifacts, run folders and reports (keeps .venv)
+	rm -rf $(ARTIFACTS) run reports test-artifacts

