@@ -10,7 +10,7 @@ VERSION ?= 1
 TRAIN_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup train test lint serve clean
+.PHONY: help setup train test lint serve serve-models mar clean
 
 help: ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -38,8 +38,13 @@ lint: $(STAMP) ## ruff and mypy
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
 
-serve: $(ARTIFACTS)/manifest.json ## run the stack natively (trains first if artifacts/ is empty)
-	@cat $(ARTIFACTS)/training_report.md
+serve-models: $(ARTIFACTS)/manifest.json ## run TF Serving and TorchServe natively until Ctrl-C
+	$(PY) -m serving.native --artifacts $(ARTIFACTS)
+
+mar: $(ARTIFACTS)/manifest.json ## build TorchServe archives into artifacts/model-store
+	$(PY) -m serving.torchserve.build_mar --artifacts $(ARTIFACTS) --out $(ARTIFACTS)/model-store
+
+serve: serve-models ## run the stack natively (trains first if artifacts/ is empty)
 
 clean: ## remove artifacts, run folders and reports (keeps .venv)
 	rm -rf $(ARTIFACTS) run reports test-artifacts

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,3 +30,15 @@ def test_split():
     from training.data import load_split
 
     return load_split()
+
+
+@pytest.fixture(scope="session")
+def serving_stack(artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """TF Serving (binary or stand-in) and real TorchServe, once per session, on free ports."""
+    from serving.native.process import free_ports
+    from serving.native.settings import ServingPorts
+    from serving.native.stack import running
+
+    ports = ServingPorts(*free_ports(7))
+    with running(artifacts, tmp_path_factory.mktemp("serving-run"), ports) as stack:
+        yield stack

@@ -1,0 +1,71 @@
+"""Start both servers, wait until every model is really ready, stop them all on exit."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from serving.native import tfserving, torchserve
+from serving.native.process import ManagedProcess, StartError, check_ports_free
+from serving.native.settings import ServingPorts
+
+TFSERVING_READY_TIMEOUT_S = 120.0
+TORCHSERVE_READY_TIMEOUT_S = 180.0  # JVM start plus one Python worker per model
+
+
+@dataclass
+class ServingStack:
+    artifacts: Path
+    run_dir: Path
+    ports: ServingPorts = field(default_factory=ServingPorts.from_env)
+    processes: list[ManagedProcess] = field(default_factory=list)
+    tf_implementation: str = field(default_factory=tfserving.implementation)
+
+    def start(self) -> None:
+        if not (self.artifacts / "manifest.json").exists():
+            raise StartError(f"no trained models in {self.artifacts}: run `make train` first")
+        check_ports_free(self.ports.as_dict())
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        tf = tfserving.launcher(self.artifacts, self.run_dir, self.ports)
+        ts = torchserve.launcher(self.artifacts, self.run_dir, self.ports)
+        try:
+            for p in (tf, ts):
+                p.start()
+                self.processes.append(p)
+            start = time.monotonic()
+            tf.wait_until(lambda: tfserving.ready(self.ports), TFSERVING_READY_TIMEOUT_S)
+            remaining = TORCHSERVE_READY_TIMEOUT_S - (time.monotonic() - start)
+            ts.wait_until(lambda: torchserve.ready(self.ports), max(remaining, 30.0))
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        for p in reversed(self.processes):
+            p.stop()
+        self.processes.clear()
+
+    def endpoints(self) -> dict[str, str]:
+        p = self.ports
+        return {
+            f"tfserving REST ({self.tf_implementation})": f"http://127.0.0.1:{p.tfserving_rest}/v1/models/mnist",
+            "tfserving gRPC": f"127.0.0.1:{p.tfserving_grpc}",
+            "tfserving metrics": f"http://127.0.0.1:{p.tfserving_rest}/monitoring/prometheus/metrics",
+            "torchserve inference": f"http://127.0.0.1:{p.torchserve_inference}/predictions/mnist (and mnist_onnx)",
+            "torchserve management": f"http://127.0.0.1:{p.torchserve_management}/models",
+            "torchserve metrics": f"http://127.0.0.1:{p.torchserve_metrics}/metrics",
+            "torchserve gRPC": f"127.0.0.1:{p.torchserve_grpc_inference}",
+        }
+
+
+@contextlib.contextmanager
+def running(artifacts: Path, run_dir: Path, ports: ServingPorts | None = None) -> Iterator[ServingStack]:
+    stack = ServingStack(artifacts, run_dir, ports or ServingPorts.from_env())
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()

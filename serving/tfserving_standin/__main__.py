@@ -1,0 +1,153 @@
+"""``python -m serving.tfserving_standin`` with tensorflow_model_server's flags.
+
+    python -m serving.tfserving_standin --port=8500 --rest_api_port=8501 \
+        --model_config_file=serving/tfserving/models.config --enable_batching=true \
+        --batching_parameters_file=serving/tfserving/batching.config \
+        --monitoring_config_file=serving/tfserving/monitoring.config
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+
+from mnist_serving.ports import TFSERVING_GRPC
+from serving.tfserving_standin import BANNER
+
+log = logging.getLogger("tfserving_standin")
+
+# Flags the real server has that change nothing here; accepted so the same command line works.
+IGNORED_FLAGS = (
+    "file_system_poll_wait_seconds",
+    "model_config_file_poll_wait_seconds",
+    "rest_api_timeout_in_ms",
+    "tensorflow_session_parallelism",
+    "grpc_channel_arguments",
+    "enable_model_warmup_dry_run",
+    "allow_version_labels_for_unavailable_models",
+    "per_process_gpu_memory_fraction",
+)
+
+
+def _bool(value: str) -> bool:
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def parse_flags(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="tfserving-standin", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--port", type=int, default=TFSERVING_GRPC, help="gRPC port")
+    p.add_argument("--rest_api_port", type=int, default=0, help="REST port (0: no REST, as in the real server)")
+    p.add_argument("--rest_api_num_threads", type=int, default=0, help="accepted; REST runs on one event loop")
+    p.add_argument("--model_config_file", default="")
+    p.add_argument("--model_name", default="default")
+    p.add_argument("--model_base_path", default="")
+    p.add_argument("--enable_batching", type=_bool, nargs="?", const=True, default=False)
+    p.add_argument("--batching_parameters_file", default="")
+    p.add_argument("--monitoring_config_file", default="")
+    p.add_argument("--enable_model_warmup", type=_bool, nargs="?", const=True, default=True)
+    p.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0)
+    # Not a real-server flag: the real binary binds every interface; the stand-in binds loopback natively.
+    p.add_argument("--bind_address", default=os.environ.get("TFSERVING_STANDIN_HOST", "127.0.0.1"))
+    for name in IGNORED_FLAGS:
+        p.add_argument(f"--{name}", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if not args.model_config_file and not args.model_base_path:
+        p.error("either --model_config_file or --model_base_path is required")
+    return args
+
+
+async def serve(args: argparse.Namespace) -> None:
+    import grpc
+    import uvicorn
+
+    from serving.tfserving_standin import configs
+    from serving.tfserving_standin.grpc_api import add_services
+    from serving.tfserving_standin.manager import ModelManager
+    from serving.tfserving_standin.rest import build_app
+
+    model_config = (
+        configs.load_model_config(args.model_config_file)
+        if args.model_config_file
+        else configs.single_model_config(args.model_name, args.model_base_path)
+    )
+    batching = configs.load_batching(args.batching_parameters_file) if args.enable_batching else None
+    metrics_path = configs.load_monitoring(args.monitoring_config_file)
+    manager = ModelManager(batching, args.tensorflow_intra_op_parallelism)
+    manager.load(model_config, warmup=args.enable_model_warmup)
+    log.info("batching: %s", batching if batching else "off")
+
+    grpc_server = grpc.aio.server()
+    add_services(grpc_server, manager)
+    try:
+        bound = grpc_server.add_insecure_port(f"{args.bind_address}:{args.port}")
+    except RuntimeError as exc:
+        raise OSError(f"cannot bind gRPC port {args.port}: {exc}") from exc
+    if not bound:
+        raise OSError(f"cannot bind gRPC port {args.port}")
+    rest_socket = _bind(args.bind_address, args.rest_api_port) if args.rest_api_port else None
+    await grpc_server.start()
+    log.info("Running gRPC ModelServer at %s:%d ...", args.bind_address, args.port)
+
+    rest_task = None
+    rest = uvicorn.Server(
+        uvicorn.Config(build_app(manager, metrics_path), log_level="warning", access_log=False, lifespan="off")
+    )
+    if rest_socket is not None:
+        # _serve, not serve: serve() would take over SIGINT/SIGTERM, which this process handles itself.
+        rest_task = asyncio.create_task(rest._serve(sockets=[rest_socket]))
+        log.info("Exporting HTTP/REST API at:%s:%d ...", args.bind_address, args.rest_api_port)
+
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    if rest_task is not None:
+        rest.should_exit = True
+        await rest_task
+    await grpc_server.stop(grace=1)
+    manager.close()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot bind REST port {port}: {exc.strerror}") from exc
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_flags(argv)
+    logging.basicConfig(
+        level=os.environ.get("TFSERVING_STANDIN_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    log.warning(BANNER)
+    try:
+        asyncio.run(serve(args))
+    except (OSError, ValueError) as exc:
+        log.error("failed to start: %s", exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""gRPC: PredictionService (Predict, GetModelMetadata) and ModelService (GetModelStatus)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import grpc
+import tensorflow as tf
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+from serving.tfserving_standin import metrics
+from serving.tfserving_standin.errors import ServingError, invalid
+from serving.tfserving_standin.manager import ModelManager
+from serving.tfserving_standin.servable import Servable
+
+
+def _resolve(manager: ModelManager, spec: Any) -> Servable:
+    choice = spec.WhichOneof("version_choice")
+    version = spec.version.value if choice == "version" else None
+    label = spec.version_label if choice == "version_label" else None
+    return manager.resolve(spec.name, version, label)
+
+
+class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    def __init__(self, manager: ModelManager):
+        self.manager = manager
+
+    async def Predict(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        start = time.perf_counter()
+        status = "OK"
+        name = request.model_spec.name
+        try:
+            servable = _resolve(self.manager, request.model_spec)
+            try:
+                inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+            except (TypeError, ValueError) as exc:
+                raise invalid(f"malformed TensorProto: {exc}") from exc
+            signature = request.model_spec.signature_name
+            outputs = await self.manager.predict(servable, signature, inputs, list(request.output_filter), "predict")
+            response = predict_pb2.PredictResponse()
+            response.model_spec.name = name
+            response.model_spec.version.value = servable.version
+            response.model_spec.signature_name = signature or "serving_default"
+            for k, v in outputs.items():
+                response.outputs[k].CopyFrom(tf.make_tensor_proto(v))
+            return response
+        except ServingError as exc:
+            status = exc.code.name
+            await context.abort(exc.code, exc.message)
+        finally:
+            metrics.request_count.labels(name, status, "GRPC").inc()
+            metrics.request_latency.labels(name, "predict", "GRPC").observe((time.perf_counter() - start) * 1e6)
+
+    async def GetModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            if list(request.metadata_field) != ["signature_def"]:
+                raise invalid("Metadata field signature_def must be the only requested field")
+            servable = _resolve(self.manager, request.model_spec)
+        except ServingError as exc:
+            await context.abort(exc.code, exc.message)
+        sig_map = get_model_metadata_pb2.SignatureDefMap()
+        for k, v in servable.signature_defs.items():
+            sig_map.signature_def[k].CopyFrom(v)
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response.model_spec.name = request.model_spec.name
+        response.model_spec.version.value = servable.version
+        response.metadata["signature_def"].Pack(sig_map)
+        return response
+
+    async def _unimplemented(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "only Predict and GetModelMetadata are served")
+
+    Classify = Regress = MultiInference = _unimplemented
+
+
+class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+    def __init__(self, manager: ModelManager):
+        self.manager = manager
+
+    async def GetModelStatus(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        spec = request.model_spec
+        choice = spec.WhichOneof("version_choice")
+        try:
+            versions = self.manager.status(
+                spec.name,
+                spec.version.value if choice == "version" else None,
+                spec.version_label if choice == "version_label" else None,
+            )
+        except ServingError as exc:
+            await context.abort(exc.code, exc.message)
+        response = get_model_status_pb2.GetModelStatusResponse()
+        for v in versions:
+            status = response.model_version_status.add(version=v)
+            status.state = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+        return response
+
+    async def HandleReloadConfigRequest(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "config reload is not supported by the stand-in")
+
+
+def add_services(server: grpc.aio.Server, manager: ModelManager) -> None:
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(manager), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(manager), server)

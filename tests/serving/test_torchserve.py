@@ -1,0 +1,96 @@
+"""TorchServe (real, 0.12.0) with our handler: both models, batches, per-request errors."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import httpx
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from training.train import artifact_paths
+
+MODELS = ["mnist", "mnist_onnx"]
+
+
+@pytest.fixture(scope="module")
+def in_process(artifact_dir, rows: np.ndarray) -> dict[str, np.ndarray]:
+    paths = artifact_paths(artifact_dir, 1)
+    with torch.no_grad():
+        ts = torch.jit.load(str(paths["torchscript"]))(torch.from_numpy(rows)).numpy()
+    onnx = ort.InferenceSession(str(paths["onnx"]), providers=["CPUExecutionProvider"]).run(None, {"pixels": rows})[0]
+    return {"mnist": ts, "mnist_onnx": onnx}
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_predictions_match_in_process_artifacts(
+    http: httpx.Client, ts_url: str, rows: np.ndarray, in_process: dict[str, np.ndarray], model: str
+) -> None:
+    r = http.post(f"{ts_url}/predictions/{model}", json={"instances": rows.tolist()})
+    assert r.status_code == 200, r.text
+    served = np.asarray(r.json()["predictions"])
+    assert served.shape == (len(rows), 10)
+    np.testing.assert_allclose(served, in_process[model], atol=1e-6)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_bare_list_and_single_row(http: httpx.Client, ts_url: str, rows: np.ndarray, model: str) -> None:
+    bare = http.post(f"{ts_url}/predictions/{model}", json=rows[:2].tolist())
+    single = http.post(f"{ts_url}/predictions/{model}", json=rows[0].tolist())
+    assert len(bare.json()["predictions"]) == 2 and len(single.json()["predictions"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({"instances": [[0.1, 0.2]]}, "784"),
+        ({"instances": [[0.1] * 784, [0.1] * 10]}, "equal length"),
+        ({"rows": []}, "instances"),
+        (b"{oops", "not valid JSON"),
+    ],
+)
+def test_bad_requests_are_400(http: httpx.Client, ts_url: str, body, needle: str) -> None:
+    kwargs = {"content": body} if isinstance(body, bytes) else {"json": body}
+    r = http.post(f"{ts_url}/predictions/mnist", headers={"Content-Type": "application/json"}, **kwargs)
+    assert r.status_code == 400
+    assert needle in r.json()["message"]
+
+
+def test_unknown_model_is_404(http: httpx.Client, ts_url: str) -> None:
+    assert http.post(f"{ts_url}/predictions/nope", json={"instances": [[0.0] * 784]}).status_code == 404
+
+
+async def _burst(url: str, bodies: Sequence[object]) -> list[httpx.Response]:
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=64)) as client:
+        return await asyncio.gather(*(client.post(url, json=b) for b in bodies))
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_concurrent_requests_form_batches_and_bad_ones_fail_alone(ts_url: str, rows: np.ndarray, model: str) -> None:
+    good = {"instances": rows[:1].tolist()}
+    bad = {"instances": [[0.5] * 3]}
+    bodies = [bad if i % 8 == 0 else good for i in range(64)]
+    responses = asyncio.run(_burst(f"{ts_url}/predictions/{model}", bodies))
+    for body, r in zip(bodies, responses, strict=True):
+        assert r.status_code == (400 if body is bad else 200), r.text
+    batch_sizes = [int(r.headers["x-batch-requests"]) for r in responses]
+    assert max(batch_sizes) > 1, "no batch formed from 64 concurrent requests"
+
+
+def test_readiness_is_per_worker(http: httpx.Client, stack) -> None:
+    for model in MODELS:
+        (desc,) = http.get(f"http://127.0.0.1:{stack.ports.torchserve_management}/models/{model}").json()
+        assert desc["batchSize"] == 32 and [w["status"] for w in desc["workers"]] == ["READY"]
+
+
+def test_model_api_is_off(http: httpx.Client, stack) -> None:
+    r = http.delete(f"http://127.0.0.1:{stack.ports.torchserve_management}/models/mnist")
+    assert r.status_code >= 400  # unregistering over HTTP is disabled (enable_model_api=false)
+
+
+def test_prometheus_metrics(http: httpx.Client, stack) -> None:
+    text = http.get(f"http://127.0.0.1:{stack.ports.torchserve_metrics}/metrics").text
+    assert "ts_inference_latency_microseconds" in text or "ts_queue_latency_microseconds" in text
