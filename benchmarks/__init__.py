@@ -1,0 +1,1 @@
+"""Benchmarks that print figures (not tests): latency and throughput of the servers and gateway."""
