@@ -38,13 +38,14 @@ lint: $(STAMP) ## ruff and mypy
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
 
-serve-models: $(ARTIFACTS)/manifest.json ## run TF Serving and TorchServe natively until Ctrl-C
-	$(PY) -m serving.native --artifacts $(ARTIFACTS)
+serve-models: $(ARTIFACTS)/manifest.json ## run only TF Serving and TorchServe natively until Ctrl-C
+	$(PY) -m serving.native --artifacts $(ARTIFACTS) --no-gateway
 
 mar: $(ARTIFACTS)/manifest.json ## build TorchServe archives into artifacts/model-store
 	$(PY) -m serving.torchserve.build_mar --artifacts $(ARTIFACTS) --out $(ARTIFACTS)/model-store
 
-serve: serve-models ## run the stack natively (trains first if artifacts/ is empty)
+serve: $(ARTIFACTS)/manifest.json ## run the whole stack natively: both model servers and the gateway (trains first if needed)
+	$(PY) -m serving.native --artifacts $(ARTIFACTS)
 
 clean: ## remove artifacts, run folders and reports (keeps .venv)
 	rm -rf $(ARTIFACTS) run reports test-artifacts

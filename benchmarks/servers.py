@@ -14,7 +14,6 @@ from pathlib import Path
 
 from benchmarks.runner import run, table
 from benchmarks.targets import server_targets
-from serving.native.process import free_ports
 from serving.native.settings import ServingPorts
 from serving.native.stack import ServingStack, running
 from training.data import load_split
@@ -36,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
             impl = "as running"
         else:
             run_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
-            serving: ServingStack = stack.enter_context(running(args.artifacts, run_dir, ServingPorts(*free_ports(7))))
+            serving: ServingStack = stack.enter_context(running(args.artifacts, run_dir, ServingPorts.free()))
             ports, impl = serving.ports, serving.tf_implementation
         print(f"TF Serving: {impl}; 1x784 request; {args.duration:.0f} s per run after warm-up", flush=True)
         results = []

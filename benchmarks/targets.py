@@ -40,6 +40,7 @@ def server_targets(row: np.ndarray, tf_rest: int, ts_inference: int) -> list[Tar
     return [
         Target("tfserving", f"http://127.0.0.1:{tf_rest}/v1/models/mnist:predict", body, check_key("predictions")),
         Target("torchserve", f"http://127.0.0.1:{ts_inference}/predictions/mnist", body, check_key("predictions")),
-        Target("torchserve-onnx", f"http://127.0.0.1:{ts_inference}/predictions/mnist_onnx", body,
-               check_key("predictions")),
+        Target(
+            "torchserve-onnx", f"http://127.0.0.1:{ts_inference}/predictions/mnist_onnx", body, check_key("predictions")
+        ),
     ]

@@ -34,11 +34,10 @@ def test_split():
 
 @pytest.fixture(scope="session")
 def serving_stack(artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    """TF Serving (binary or stand-in) and real TorchServe, once per session, on free ports."""
-    from serving.native.process import free_ports
+    """TF Serving (binary or stand-in), real TorchServe and the gateway, once per session, on free ports."""
     from serving.native.settings import ServingPorts
     from serving.native.stack import running
 
-    ports = ServingPorts(*free_ports(7))
-    with running(artifacts, tmp_path_factory.mktemp("serving-run"), ports) as stack:
+    ports = ServingPorts.free()
+    with running(artifacts, tmp_path_factory.mktemp("serving-run"), ports, with_gateway=True) as stack:
         yield stack

@@ -1,4 +1,4 @@
-"""``python -m serving.native``: run TF Serving and TorchServe until Ctrl-C or SIGTERM."""
+"""``python -m serving.native``: run TF Serving, TorchServe and the gateway until Ctrl-C or SIGTERM."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--artifacts", type=Path, default=Path("artifacts"))
     p.add_argument("--run-dir", type=Path, default=None, help="logs and generated configs (default: run/<time>)")
+    p.add_argument("--no-gateway", action="store_true", help="model servers only")
     args = p.parse_args(argv)
     run_dir = args.run_dir or Path("run") / time.strftime("%Y%m%d-%H%M%S")
 
@@ -24,8 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
 
-    stack = ServingStack(args.artifacts, run_dir)
-    print(f"starting TF Serving ({stack.tf_implementation}) and TorchServe; logs in {run_dir}", flush=True)
+    stack = ServingStack(args.artifacts, run_dir, with_gateway=not args.no_gateway)
+    what = "" if args.no_gateway else " and the gateway"
+    print(f"starting TF Serving ({stack.tf_implementation}), TorchServe{what}; logs in {run_dir}", flush=True)
     try:
         stack.start()
     except StartError as exc:

@@ -26,6 +26,14 @@ class ServingPorts:
     torchserve_metrics: int = ports.TORCHSERVE_METRICS
     torchserve_grpc_inference: int = ports.TORCHSERVE_GRPC_INFERENCE
     torchserve_grpc_management: int = ports.TORCHSERVE_GRPC_MANAGEMENT
+    gateway: int = ports.GATEWAY
+
+    @classmethod
+    def free(cls) -> ServingPorts:
+        """Kernel-chosen free ports for every service (tests, benchmarks)."""
+        from serving.native.process import free_ports
+
+        return cls(*free_ports(len(fields(cls))))
 
     @classmethod
     def from_env(cls) -> ServingPorts:

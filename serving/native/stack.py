@@ -8,12 +8,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from serving.native import tfserving, torchserve
+from serving.native import gateway, tfserving, torchserve
 from serving.native.process import ManagedProcess, StartError, check_ports_free
 from serving.native.settings import ServingPorts
 
 TFSERVING_READY_TIMEOUT_S = 120.0
 TORCHSERVE_READY_TIMEOUT_S = 180.0  # JVM start plus one Python worker per model
+GATEWAY_READY_TIMEOUT_S = 30.0
 
 
 @dataclass
@@ -23,11 +24,15 @@ class ServingStack:
     ports: ServingPorts = field(default_factory=ServingPorts.from_env)
     processes: list[ManagedProcess] = field(default_factory=list)
     tf_implementation: str = field(default_factory=tfserving.implementation)
+    with_gateway: bool = False
 
     def start(self) -> None:
         if not (self.artifacts / "manifest.json").exists():
             raise StartError(f"no trained models in {self.artifacts}: run `make train` first")
-        check_ports_free(self.ports.as_dict())
+        wanted = self.ports.as_dict()
+        if not self.with_gateway:
+            wanted.pop("gateway")
+        check_ports_free(wanted)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         tf = tfserving.launcher(self.artifacts, self.run_dir, self.ports)
         ts = torchserve.launcher(self.artifacts, self.run_dir, self.ports)
@@ -39,6 +44,11 @@ class ServingStack:
             tf.wait_until(lambda: tfserving.ready(self.ports), TFSERVING_READY_TIMEOUT_S)
             remaining = TORCHSERVE_READY_TIMEOUT_S - (time.monotonic() - start)
             ts.wait_until(lambda: torchserve.ready(self.ports), max(remaining, 30.0))
+            if self.with_gateway:
+                gw = gateway.launcher(self.run_dir, self.ports)
+                gw.start()
+                self.processes.append(gw)
+                gw.wait_until(lambda: gateway.ready(self.ports), GATEWAY_READY_TIMEOUT_S)
         except BaseException:
             self.stop()
             raise
@@ -50,7 +60,13 @@ class ServingStack:
 
     def endpoints(self) -> dict[str, str]:
         p = self.ports
+        gw = (
+            {"gateway": f"http://127.0.0.1:{p.gateway}/docs (API), /v1/predict, /v1/compare"}
+            if self.with_gateway
+            else {}
+        )
         return {
+            **gw,
             f"tfserving REST ({self.tf_implementation})": f"http://127.0.0.1:{p.tfserving_rest}/v1/models/mnist",
             "tfserving gRPC": f"127.0.0.1:{p.tfserving_grpc}",
             "tfserving metrics": f"http://127.0.0.1:{p.tfserving_rest}/monitoring/prometheus/metrics",
@@ -62,8 +78,10 @@ class ServingStack:
 
 
 @contextlib.contextmanager
-def running(artifacts: Path, run_dir: Path, ports: ServingPorts | None = None) -> Iterator[ServingStack]:
-    stack = ServingStack(artifacts, run_dir, ports or ServingPorts.from_env())
+def running(
+    artifacts: Path, run_dir: Path, ports: ServingPorts | None = None, with_gateway: bool = False
+) -> Iterator[ServingStack]:
+    stack = ServingStack(artifacts, run_dir, ports or ServingPorts.from_env(), with_gateway=with_gateway)
     stack.start()
     try:
         yield stack

@@ -11,7 +11,7 @@ import httpx
 import psutil
 import pytest
 
-from serving.native.process import StartError, free_ports
+from serving.native.process import StartError
 from serving.native.settings import ServingPorts
 from serving.native.stack import ServingStack
 from tests.conftest import REPO
@@ -27,7 +27,7 @@ def _tree(stack: ServingStack) -> list[psutil.Process]:
 
 
 def test_start_stop_twice_leaves_no_process(artifacts: Path, tmp_path: Path) -> None:
-    ports = ServingPorts(*free_ports(7))
+    ports = ServingPorts.free()
     for attempt in range(2):
         stack = ServingStack(artifacts, tmp_path / f"run{attempt}", ports)
         stack.start()
@@ -48,7 +48,7 @@ def test_start_stop_twice_leaves_no_process(artifacts: Path, tmp_path: Path) -> 
 
 
 def test_busy_port_is_a_clear_error(artifacts: Path, tmp_path: Path) -> None:
-    ports = ServingPorts(*free_ports(7))
+    ports = ServingPorts.free()
     with socket.socket() as s:
         s.bind(("127.0.0.1", ports.torchserve_inference))
         s.listen()

@@ -1,0 +1,40 @@
+"""Turn a request (JSON rows or an uploaded image) into rows for the data plane."""
+
+from __future__ import annotations
+
+import numpy as np
+from fastapi import Request
+from starlette.datastructures import UploadFile
+
+from gateway.app.api.deps import read_body
+from gateway.app.core.config import Settings
+from gateway.app.core.errors import too_large, unprocessable, unsupported
+from gateway.app.protocol.image import decode_image
+from gateway.app.protocol.rows import decode_instances, parse_json
+
+
+def content_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def json_rows(request: Request, settings: Settings) -> np.ndarray:
+    ctype = content_type(request)
+    if ctype and ctype != "application/json" and not ctype.endswith("+json"):
+        raise unsupported("unsupported_media_type", f"expected application/json, got {ctype}")
+    body = await read_body(request, settings.max_body_bytes)
+    return decode_instances(parse_json(body), settings.max_rows)
+
+
+async def image_row(request: Request, settings: Settings) -> np.ndarray:
+    """The uploaded ``file`` as a float32 [28, 28] MNIST-style image."""
+    if content_type(request) != "multipart/form-data":
+        raise unsupported("unsupported_media_type", "upload the image as multipart/form-data in the field 'file'")
+    form = await request.form(max_files=1, max_fields=10)
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise unprocessable("missing_file", "multipart body has no file field named 'file'")
+    data = await upload.read(settings.max_image_bytes + 1)
+    await form.close()
+    if len(data) > settings.max_image_bytes:
+        raise too_large("image_too_large", f"image file exceeds {settings.max_image_bytes} bytes")
+    return decode_image(data, settings.max_image_pixels)

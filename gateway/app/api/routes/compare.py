@@ -1,0 +1,41 @@
+"""``/v1/compare``: the same input to several backends at once, side by side."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from gateway.app.api.deps import DataPlaneDep, SettingsDep, require_api_key
+from gateway.app.api.encode import ORJSONResponse
+from gateway.app.api.inputs import content_type, image_row, json_rows
+from gateway.app.core.errors import bad_request
+
+router = APIRouter(prefix="/v1", tags=["compare"], dependencies=[Depends(require_api_key)])
+
+DEFAULT_BACKENDS = "tfserving,torchserve"
+
+
+@router.post("/compare", response_class=ORJSONResponse)
+async def compare(
+    request: Request,
+    dp: DataPlaneDep,
+    settings: SettingsDep,
+    backends: str = Query(DEFAULT_BACKENDS, description="comma-separated backends to compare"),
+    include_input: bool = Query(False, description="with an image: return the 28x28 model input"),
+) -> ORJSONResponse:
+    """JSON ``{"instances": ...}`` or a multipart image upload (field ``file``)."""
+    names = [b.strip() for b in backends.split(",") if b.strip()]
+    if len(names) < 2 or len(set(names)) != len(names) or "auto" in names:
+        raise bad_request("bad_backends", "name at least two distinct backends (not auto), comma-separated")
+    for name in names:
+        dp.check_backend(name)
+    image = None
+    if content_type(request) == "multipart/form-data":
+        image = await image_row(request, settings)
+        rows = image.reshape(1, -1)
+    else:
+        rows = await json_rows(request, settings)
+    request.state.backend = "+".join(names)
+    body = await dp.compare(rows, names)
+    if include_input and image is not None:
+        body["input"] = image
+    return ORJSONResponse(body)

@@ -1,0 +1,1 @@
+"""Backend clients: one per server and protocol, all with the public shape of ``BackendClient``."""

@@ -1,0 +1,58 @@
+"""TF Serving over gRPC: ``PredictionService/Predict`` with the tensor as raw float32 bytes."""
+
+from __future__ import annotations
+
+import grpc
+import numpy as np
+
+from gateway.app.clients import protos
+from gateway.app.clients.base import BackendError, Prediction, Status
+from gateway.app.clients.grpc_errors import raise_for
+from gateway.app.clients.tfserving_rest import TFServingRESTClient
+from mnist_serving.spec import INPUT_NAME, OUTPUT_NAME, SIGNATURE_NAME
+
+
+class TFServingGRPCClient:
+    protocol = "grpc"
+
+    def __init__(self, name: str, address: str, model: str, label: str, timeout: float, status: TFServingRESTClient):
+        self.name, self.address = name, address
+        self._model, self._label, self._timeout = model, label, timeout
+        self._channel = grpc.aio.insecure_channel(address)
+        self._predict = self._channel.unary_unary(
+            protos.TF_PREDICT,
+            request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=protos.PredictResponse.FromString,
+        )
+        self._status = status  # readiness and version over REST, where TF Serving reports the implementation
+
+    async def predict(self, rows: np.ndarray) -> Prediction:
+        request = protos.PredictRequest()
+        request.model_spec.name = self._model
+        request.model_spec.signature_name = SIGNATURE_NAME
+        if self._label:
+            request.model_spec.version_label = self._label
+        tensor = request.inputs[INPUT_NAME]
+        tensor.dtype = protos.DT_FLOAT
+        for d in rows.shape:
+            tensor.tensor_shape.dim.add(size=d)
+        tensor.tensor_content = np.ascontiguousarray(rows, dtype=np.float32).tobytes()
+        try:
+            response = await self._predict(request, timeout=self._timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise_for(self.name, exc)
+        out = response.outputs[OUTPUT_NAME]
+        if out.dtype != protos.DT_FLOAT:
+            raise BackendError(self.name, f"output dtype {out.dtype} is not DT_FLOAT")
+        shape = tuple(d.size for d in out.tensor_shape.dim)
+        flat = np.frombuffer(out.tensor_content, np.float32) if out.tensor_content else np.asarray(out.float_val)
+        if flat.size != int(np.prod(shape)) or shape != (len(rows), 10):
+            raise BackendError(self.name, f"output tensor has shape {list(shape)}")
+        return Prediction(flat.reshape(shape), str(response.model_spec.version.value))
+
+    async def status(self) -> Status:
+        return await self._status.status()
+
+    async def aclose(self) -> None:
+        await self._channel.close()
+        await self._status.aclose()

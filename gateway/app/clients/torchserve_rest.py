@@ -1,0 +1,83 @@
+"""TorchServe over REST: ``POST /predictions/{model}``; readiness from the management API."""
+
+from __future__ import annotations
+
+import httpx
+import numpy as np
+import orjson
+
+from gateway.app.clients.base import (
+    BackendError,
+    Prediction,
+    Status,
+    call_http,
+    check_probabilities,
+    http_client,
+    http_error,
+)
+
+
+class TorchServeStatus:
+    """Readiness means every worker of the model is READY (``/ping`` is Healthy before that)."""
+
+    def __init__(self, management_url: str, model: str, timeout: float):
+        self._url = f"{management_url.rstrip('/')}/models/{model}"
+        self._client = httpx.AsyncClient(timeout=timeout)
+        self.version = ""
+
+    async def status(self) -> Status:
+        try:
+            r = await self._client.get(self._url)
+            (desc,) = r.json()
+            workers = [w.get("status") for w in desc.get("workers", [])]
+        except Exception as exc:
+            return Status(False, detail=f"management API: {type(exc).__name__}")
+        self.version = str(desc.get("modelVersion", ""))
+        ready = bool(workers) and all(w == "READY" for w in workers)
+        return Status(ready, self.version, detail=f"workers: {', '.join(workers) or 'none'}")
+
+    async def current_version(self) -> str:
+        if not self.version:  # predictions carry no version: ask once, then on every status call
+            await self.status()
+        return self.version
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+class TorchServeRESTClient:
+    protocol = "rest"
+
+    def __init__(self, name: str, url: str, model: str, timeout: float, status: TorchServeStatus):
+        self.name, self.address = name, url
+        self._url = f"{url.rstrip('/')}/predictions/{model}"
+        self._client = http_client(timeout)
+        self._status = status
+
+    async def predict(self, rows: np.ndarray) -> Prediction:
+        body = orjson.dumps({"instances": rows}, option=orjson.OPT_SERIALIZE_NUMPY)
+        request = self._client.build_request(
+            "POST", self._url, content=body, headers={"Content-Type": "application/json"}
+        )
+        r = await call_http(self.name, request, self._client)
+        return parse_torchserve(self.name, r.status_code, r.content, len(rows), await self._status.current_version())
+
+    async def status(self) -> Status:
+        return await self._status.status()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+        await self._status.aclose()
+
+
+def parse_torchserve(backend: str, status: int, content: bytes, rows: int, version: str) -> Prediction:
+    try:
+        payload = orjson.loads(content)
+    except orjson.JSONDecodeError as exc:
+        raise BackendError(backend, f"response is not JSON: {content[:80]!r}") from exc
+    if status != 200:
+        message = payload.get("message", "") if isinstance(payload, dict) else ""
+        raise http_error(backend, status, message or repr(content[:200]))
+    if not isinstance(payload, dict) or "predictions" not in payload:
+        raise BackendError(backend, "response has no 'predictions'")
+    return Prediction(check_probabilities(backend, payload["predictions"], rows), version)

@@ -1,0 +1,76 @@
+"""Gateway settings from ``GATEWAY_*`` env vars; defaults match the native ports of `make serve`."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mnist_serving import ports
+from mnist_serving.spec import ONNX_MODEL_NAME, STABLE_LABEL, TF_MODEL_NAME, TORCH_MODEL_NAME
+
+Protocol = Literal["rest", "grpc"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = ports.GATEWAY
+
+    # TensorFlow Serving
+    tfserving_url: str = f"http://127.0.0.1:{ports.TFSERVING_REST}"
+    tfserving_grpc_address: str = f"127.0.0.1:{ports.TFSERVING_GRPC}"
+    tfserving_protocol: Protocol = "rest"
+    tfserving_model: str = TF_MODEL_NAME
+    # Route to the version behind this label; empty means the newest version served.
+    tfserving_version_label: str = STABLE_LABEL
+
+    # TorchServe
+    torchserve_url: str = f"http://127.0.0.1:{ports.TORCHSERVE_INFERENCE}"
+    torchserve_management_url: str = f"http://127.0.0.1:{ports.TORCHSERVE_MANAGEMENT}"
+    torchserve_grpc_address: str = f"127.0.0.1:{ports.TORCHSERVE_GRPC_INFERENCE}"
+    torchserve_protocol: Protocol = "rest"
+    torchserve_model: str = TORCH_MODEL_NAME
+    torchserve_onnx_model: str = ONNX_MODEL_NAME
+
+    # Calls to backends
+    backend_timeout_s: float = Field(2.0, gt=0)
+    status_timeout_s: float = Field(1.0, gt=0)
+    breaker_failures: int = Field(5, ge=1, description="consecutive failures that open a backend's circuit")
+    breaker_reset_s: float = Field(5.0, gt=0, description="seconds an open circuit waits before one probe")
+
+    # Larger requests are split into chunks of this many rows, sent concurrently: both servers'
+    # batching configs cap a batch at 32 rows (TF Serving refuses bigger requests outright).
+    backend_max_rows: int = Field(32, ge=1)
+
+    # `auto` routing: weight per backend name (the default sends everything to TF Serving).
+    route_weights: dict[str, float] = {"tfserving": 1.0}
+
+    # Input limits
+    max_rows: int = Field(256, ge=1)
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    max_image_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    max_image_pixels: int = Field(16_000_000, ge=784)
+
+    # Comma-separated keys; empty means the API is open.
+    api_keys: str = ""
+    log_level: str = "INFO"
+
+    @field_validator("route_weights")
+    @classmethod
+    def _weights_positive(cls, v: dict[str, float]) -> dict[str, float]:
+        if not v or any(w < 0 for w in v.values()) or sum(v.values()) <= 0:
+            raise ValueError("route_weights needs at least one positive weight and none negative")
+        return v
+
+    @property
+    def api_key_set(self) -> frozenset[str]:
+        return frozenset(k.strip() for k in self.api_keys.split(",") if k.strip())
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,30 @@
+"""One error shape for every failure: ``{"error": {"status", "type", "message"}}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class APIError(Exception):
+    def __init__(self, status: int, type_: str, message: str, **extra: Any):
+        super().__init__(message)
+        self.status, self.type, self.message, self.extra = status, type_, message, extra
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"status": self.status, "type": self.type, "message": self.message, **self.extra}}
+
+
+def bad_request(type_: str, message: str) -> APIError:
+    return APIError(400, type_, message)
+
+
+def unprocessable(type_: str, message: str) -> APIError:
+    return APIError(422, type_, message)
+
+
+def too_large(type_: str, message: str) -> APIError:
+    return APIError(413, type_, message)
+
+
+def unsupported(type_: str, message: str) -> APIError:
+    return APIError(415, type_, message)

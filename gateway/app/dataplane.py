@@ -1,0 +1,188 @@
+"""The data plane: pick a backend, call it safely, shape the answer. The HTTP layer only decodes and encodes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gateway.app.breaker import CircuitBreaker
+from gateway.app.clients.base import (
+    BackendClient,
+    BackendError,
+    BackendRejected,
+    BackendTimeout,
+    BackendUnavailable,
+    Prediction,
+)
+from gateway.app.core.config import Settings
+from gateway.app.core.errors import APIError
+from gateway.app.core.metrics import GatewayMetrics
+
+log = logging.getLogger("gateway.dataplane")
+
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class Result:
+    backend: str
+    prediction: Prediction
+    latency_ms: float
+    fallback_from: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        probs = self.prediction.probabilities
+        out: dict[str, Any] = {
+            "backend": self.backend,
+            "model_version": self.prediction.model_version,
+            "predictions": probs,
+            "labels": probs.argmax(axis=1),
+            "latency_ms": round(self.latency_ms, 3),
+        }
+        if self.fallback_from:
+            out["fallback_from"] = self.fallback_from
+        return out
+
+
+def error_body(exc: BackendError) -> dict[str, Any]:
+    return {"status": exc.status, "type": exc.kind, "message": str(exc), "backend": exc.backend}
+
+
+class DataPlane:
+    def __init__(self, settings: Settings, clients: dict[str, BackendClient], metrics: GatewayMetrics):
+        self.clients = clients
+        self.metrics = metrics
+        self.max_rows = settings.backend_max_rows
+        self.breakers = {n: CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s) for n in clients}
+        unknown = set(settings.route_weights) - set(clients)
+        if unknown:
+            raise ValueError(f"route_weights names unknown backends {sorted(unknown)}; known: {sorted(clients)}")
+        self.weights = {n: w for n, w in settings.route_weights.items() if w > 0}
+        for n in clients:
+            metrics.backend_up.labels(n).set(1)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.clients)
+
+    def check_backend(self, name: str) -> str:
+        if name != AUTO and name not in self.clients:
+            raise APIError(400, "unknown_backend", f"unknown backend {name!r}; choose from {[AUTO, *self.clients]}")
+        return name
+
+    async def infer(self, backend: str, rows: np.ndarray) -> Result:
+        if backend != AUTO:
+            return await self._call(backend, rows)
+        order = self._route_order()
+        first_error: BackendError | None = None
+        for name in order:
+            try:
+                result = await self._call(name, rows)
+            except (BackendRejected, BackendTimeout):
+                raise  # a bad request stays bad elsewhere; a timeout already spent the time budget
+            except BackendError as exc:
+                first_error = first_error or exc
+                log.warning("auto route: %s failed, falling back", name, extra={"error": str(exc)})
+                continue
+            if name != order[0]:
+                self.metrics.fallbacks.labels(order[0], name).inc()
+                return Result(result.backend, result.prediction, result.latency_ms, fallback_from=order[0])
+            return result
+        assert first_error is not None
+        raise first_error
+
+    def _route_order(self) -> list[str]:
+        names, weights = list(self.weights), list(self.weights.values())
+        chosen = random.choices(names, weights)[0] if len(names) > 1 else names[0]
+        rest = sorted((n for n in self.clients if n != chosen), key=lambda n: -self.weights.get(n, 0.0))
+        return [chosen, *rest]
+
+    async def _call(self, name: str, rows: np.ndarray) -> Result:
+        breaker = self.breakers[name]
+        if not breaker.allow():
+            self.metrics.backend_errors.labels(name, "circuit_open").inc()
+            raise BackendUnavailable(
+                name, f"circuit open after repeated failures; next probe in {breaker.retry_after():.1f} s"
+            )
+        start = time.perf_counter()
+        try:
+            if len(rows) <= self.max_rows:
+                prediction = await self._predict_once(name, rows)
+            else:
+                chunks = [rows[i : i + self.max_rows] for i in range(0, len(rows), self.max_rows)]
+                parts = await asyncio.gather(*(self._predict_once(name, c) for c in chunks))
+                prediction = Prediction(np.concatenate([p.probabilities for p in parts]), parts[0].model_version)
+        except BackendRejected as exc:
+            breaker.success()  # the backend is alive; the request was the problem
+            self.metrics.backend_errors.labels(name, exc.kind).inc()
+            raise
+        except BackendError as exc:
+            breaker.failure()
+            self.metrics.backend_errors.labels(name, exc.kind).inc()
+            self.metrics.backend_up.labels(name).set(0 if breaker.state != "closed" else 1)
+            raise
+        breaker.success()
+        self.metrics.backend_up.labels(name).set(1)
+        elapsed = time.perf_counter() - start
+        self.metrics.backend_latency.labels(name).observe(elapsed)
+        return Result(name, prediction, elapsed * 1e3)
+
+    async def _predict_once(self, name: str, rows: np.ndarray) -> Prediction:
+        client = self.clients[name]
+        try:
+            return await client.predict(rows)
+        except BackendError as exc:
+            if not exc.retryable:
+                raise
+            return await client.predict(rows)  # nothing reached the model: one retry is safe
+
+    async def compare(self, rows: np.ndarray, backends: list[str]) -> dict[str, Any]:
+        outcomes = await asyncio.gather(*(self._call(b, rows) for b in backends), return_exceptions=True)
+        results: dict[str, Any] = {}
+        labels = []
+        for name, outcome in zip(backends, outcomes, strict=True):
+            if isinstance(outcome, BackendError):
+                results[name] = {"backend": name, "error": error_body(outcome)}
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                results[name] = outcome.as_dict()
+                labels.append(outcome.prediction.probabilities.argmax(axis=1))
+        if not labels:
+            raise APIError(503, "all_backends_failed", "no backend answered", results=results)
+        ok = [o for o in outcomes if isinstance(o, Result)]
+        agree = len(labels) == len(backends) and all(np.array_equal(labels[0], x) for x in labels[1:])
+        answer: dict[str, Any] = {"results": results, "labels_agree": agree if len(labels) > 1 else None}
+        if len(ok) > 1:
+            diffs = [np.abs(ok[0].prediction.probabilities - o.prediction.probabilities).max() for o in ok[1:]]
+            answer["max_abs_probability_diff"] = float(max(diffs))
+        return answer
+
+    async def backends(self) -> list[dict[str, Any]]:
+        statuses = await asyncio.gather(*(c.status() for c in self.clients.values()))
+        out = []
+        for (name, client), status in zip(self.clients.items(), statuses, strict=True):
+            entry: dict[str, Any] = {
+                "name": name,
+                "protocol": client.protocol,
+                "address": client.address,
+                "ready": status.ready,
+                "model_version": status.model_version,
+                "circuit": self.breakers[name].state,
+                "route_weight": self.weights.get(name, 0.0),
+            }
+            if status.implementation:
+                entry["implementation"] = status.implementation
+            if status.detail:
+                entry["detail"] = status.detail
+            out.append(entry)
+        return out
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(c.aclose() for c in self.clients.values()), return_exceptions=True)

@@ -1,0 +1,86 @@
+"""The FastAPI app: wiring only. Routes decode and encode; the data plane does the work."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gateway.app.api.encode import ORJSONResponse
+from gateway.app.api.routes import backends, compare, health, predict
+from gateway.app.clients.base import BackendError
+from gateway.app.core import logging as gateway_logging
+from gateway.app.core.config import Settings, get_settings
+from gateway.app.core.errors import APIError
+from gateway.app.core.metrics import GatewayMetrics
+from gateway.app.dataplane import DataPlane, error_body
+from gateway.app.factory import build_clients
+from gateway.app.middleware import GatewayMiddleware
+
+log = logging.getLogger("gateway")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    gateway_logging.configure(settings.log_level)
+    metrics = GatewayMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.dataplane = DataPlane(settings, build_clients(settings), metrics)
+        log.info(
+            "gateway ready",
+            extra={"backends": app.state.dataplane.names, "auth": "api-key" if settings.api_key_set else "open"},
+        )
+        yield
+        await app.state.dataplane.aclose()
+
+    app = FastAPI(
+        title="mnist-serving gateway",
+        version="1.0",
+        lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+        description="One prediction API in front of TensorFlow Serving and TorchServe.",
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    for router in (predict.router, compare.router, backends.router, health.router):
+        app.include_router(router)
+    _install_error_handlers(app)
+    app.add_middleware(GatewayMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(APIError)
+    async def api_error(request: Request, exc: APIError) -> ORJSONResponse:
+        return ORJSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(BackendError)
+    async def backend_error(request: Request, exc: BackendError) -> ORJSONResponse:
+        request.state.backend = exc.backend
+        log.warning("backend error", extra={"backend": exc.backend, "kind": exc.kind, "error": exc.message})
+        return ORJSONResponse({"error": error_body(exc)}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> ORJSONResponse:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        return ORJSONResponse({"error": {"status": 422, "type": "invalid_parameter", "message": problems}}, 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+        kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return ORJSONResponse(
+            {"error": {"status": exc.status_code, "type": kind, "message": str(exc.detail)}}, exc.status_code
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> ORJSONResponse:
+        log.exception("unhandled error")
+        return ORJSONResponse(
+            {"error": {"status": 500, "type": "internal_error", "message": "internal error; see the gateway log"}}, 500
+        )

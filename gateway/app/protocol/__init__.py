@@ -1,0 +1,1 @@
+"""Decoding what users send: JSON rows and uploaded images, checked fast and named precisely."""

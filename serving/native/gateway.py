@@ -1,0 +1,27 @@
+"""The FastAPI gateway as a native process, pointed at this run's model servers."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import httpx
+
+from serving.native.process import ManagedProcess
+from serving.native.settings import REPO, ServingPorts
+
+
+def launcher(run_dir: Path, ports: ServingPorts) -> ManagedProcess:
+    env = {
+        "GATEWAY_PORT": str(ports.gateway),
+        "GATEWAY_TFSERVING_URL": f"http://127.0.0.1:{ports.tfserving_rest}",
+        "GATEWAY_TFSERVING_GRPC_ADDRESS": f"127.0.0.1:{ports.tfserving_grpc}",
+        "GATEWAY_TORCHSERVE_URL": f"http://127.0.0.1:{ports.torchserve_inference}",
+        "GATEWAY_TORCHSERVE_MANAGEMENT_URL": f"http://127.0.0.1:{ports.torchserve_management}",
+        "GATEWAY_TORCHSERVE_GRPC_ADDRESS": f"127.0.0.1:{ports.torchserve_grpc_inference}",
+    }
+    return ManagedProcess("gateway", [sys.executable, "-m", "gateway.app"], run_dir / "gateway.log", env=env, cwd=REPO)
+
+
+def ready(ports: ServingPorts) -> bool:
+    return httpx.get(f"http://127.0.0.1:{ports.gateway}/readyz", timeout=2).status_code == 200

@@ -1,0 +1,75 @@
+"""Run a real gateway (uvicorn, real HTTP) in a thread with chosen settings; fake backends for faults."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.app.core.config import Settings
+from gateway.app.main import create_app
+from serving.native.process import free_ports
+
+
+@contextmanager
+def serve_in_thread(app: Any) -> Iterator[str]:
+    (port,) = free_ports(1)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", timeout_graceful_shutdown=1)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@contextmanager
+def gateway(**overrides: Any) -> Iterator[str]:
+    with serve_in_thread(create_app(Settings(**overrides))) as url:
+        yield url
+
+
+class FakeBackend:
+    """Speaks just enough of both servers' paths; ``mode`` picks how it misbehaves."""
+
+    MODES = ("ok", "500", "garbage", "wrong_shape", "hang")
+
+    def __init__(self, mode: str = "ok"):
+        self.mode = mode
+        self.calls = 0
+        self.app = Starlette(routes=[Route("/{path:path}", self.handle, methods=["GET", "POST"])])
+
+    async def handle(self, request: Request) -> Response:
+        if request.method == "GET":  # status endpoints
+            return Response(
+                b'{"model_version_status":[{"version":"7","state":"AVAILABLE"}]}', media_type="application/json"
+            )
+        self.calls += 1
+        if self.mode == "hang":
+            await asyncio.sleep(30)
+        if self.mode == "500":
+            return Response(b'{"error":"boom"}', 500, media_type="application/json")
+        if self.mode == "garbage":
+            return Response(b"<html>surprise</html>", 200, media_type="text/html")
+        if self.mode == "wrong_shape":
+            return Response(b'{"predictions":[[0.5,0.5]]}', 200, media_type="application/json")
+        row = [0.0] * 10
+        row[3] = 1.0
+        return Response(b'{"predictions":[' + str(row).encode() + b"]}", media_type="application/json")
