@@ -22,6 +22,7 @@ class Result:
     latencies_us: np.ndarray
     failures: int
     seconds: float
+    sent: int = 0  # every request, warm-up included
 
     @property
     def rps(self) -> float:
@@ -35,11 +36,12 @@ async def _run(target: Target, concurrency: int, duration: float, max_requests: 
     headers = {"Content-Type": target.content_type}
     latencies: list[float] = []
     failures = 0
+    sent = 0
     measuring = False
     stop_at = time.perf_counter() + WARMUP_S
 
     async def worker(client: httpx.AsyncClient) -> None:
-        nonlocal failures
+        nonlocal failures, sent
         while time.perf_counter() < stop_at and len(latencies) < max_requests:
             t0 = time.perf_counter()
             try:
@@ -48,6 +50,7 @@ async def _run(target: Target, concurrency: int, duration: float, max_requests: 
             except httpx.HTTPError:
                 ok = False
             elapsed = time.perf_counter() - t0
+            sent += 1
             if measuring:
                 if ok:
                     latencies.append(elapsed * 1e6)
@@ -65,7 +68,7 @@ async def _run(target: Target, concurrency: int, duration: float, max_requests: 
         seconds = time.perf_counter() - start
     finally:
         await asyncio.gather(*(c.aclose() for c in clients))
-    return Result(target.name, concurrency, np.asarray(latencies), failures, seconds)
+    return Result(target.name, concurrency, np.asarray(latencies), failures, seconds, sent)
 
 
 def nodelay_transport() -> httpx.AsyncHTTPTransport:

@@ -44,3 +44,11 @@ def server_targets(row: np.ndarray, tf_rest: int, ts_inference: int) -> list[Tar
             "torchserve-onnx", f"http://127.0.0.1:{ts_inference}/predictions/mnist_onnx", body, check_key("predictions")
         ),
     ]
+
+
+def gateway_targets(row: np.ndarray, gateway: int) -> list[Target]:
+    body = orjson.dumps({"instances": [row.tolist()]})
+    return [
+        Target(f"gateway->{b}", f"http://127.0.0.1:{gateway}/v1/predict?backend={b}", body, check_key("predictions"))
+        for b in ("tfserving", "torchserve", "torchserve-onnx")
+    ]

@@ -1,4 +1,4 @@
-"""Typed dependencies for the routes."""
+"""Typed dependencies for the routes. All async: FastAPI runs a plain `def` dependency in a threadpool."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from gateway.app.core.errors import APIError, too_large
 from gateway.app.dataplane import DataPlane
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_dataplane(request: Request) -> DataPlane:
+async def get_dataplane(request: Request) -> DataPlane:
     return request.app.state.dataplane
 
 
@@ -24,7 +24,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 DataPlaneDep = Annotated[DataPlane, Depends(get_dataplane)]
 
 
-def require_api_key(request: Request, settings: SettingsDep) -> None:
+async def require_api_key(request: Request, settings: SettingsDep) -> None:
     """Open when no keys are configured; else ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``."""
     keys = settings.api_key_set
     if not keys:

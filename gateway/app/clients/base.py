@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-import httpx
+import aiohttp
 import numpy as np
 
 
@@ -62,13 +62,14 @@ class BackendClient(Protocol):
     async def aclose(self) -> None: ...
 
 
-def http_client(timeout: float, pool: int = 100) -> httpx.AsyncClient:
-    """A pooled client whose small request bodies are not held back by Nagle's algorithm."""
-    transport = httpx.AsyncHTTPTransport(
-        limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
-        socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+def http_session(timeout: float, pool: int = 100) -> aiohttp.ClientSession:
+    """A pooled session for one backend. aiohttp, not httpx, on this hot path: measured here, a
+    call costs ~250-500 µs less, and the gateway's whole budget is 0.3 ms (benchmarks/gateway.py)."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=pool, limit_per_host=pool, force_close=False),
+        timeout=aiohttp.ClientTimeout(total=timeout),
+        skip_auto_headers=("User-Agent",),
     )
-    return httpx.AsyncClient(transport=transport, timeout=timeout)
 
 
 def check_probabilities(backend: str, value: object, rows: int) -> np.ndarray:
@@ -81,16 +82,38 @@ def check_probabilities(backend: str, value: object, rows: int) -> np.ndarray:
     return arr
 
 
-async def call_http(backend: str, request: httpx.Request, client: httpx.AsyncClient) -> httpx.Response:
-    """Send one request, mapping transport failures onto the BackendError family."""
+@dataclass(frozen=True)
+class HTTPAnswer:
+    status: int
+    headers: Mapping[str, str]
+    content: bytes
+
+
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+async def call_http(
+    backend: str,
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    body: bytes | None = None,
+    timeout: float | None = None,
+) -> HTTPAnswer:
+    """One request, with transport failures mapped onto the BackendError family."""
+    # None keeps the session's timeout; aiohttp's sentinel for "not given" is not None itself.
+    per_call = aiohttp.ClientTimeout(total=timeout) if timeout else session.timeout
     try:
-        return await client.send(request)
-    except httpx.TimeoutException as exc:
-        raise BackendTimeout(backend, f"no answer within the timeout ({type(exc).__name__})") from exc
-    except (httpx.ConnectError, httpx.RemoteProtocolError) as exc:
-        raise BackendUnavailable(backend, f"cannot reach {request.url.host}:{request.url.port} ({exc})") from exc
-    except httpx.HTTPError as exc:
-        raise BackendUnavailable(backend, f"transport error: {exc}") from exc
+        async with session.request(
+            method, url, data=body, headers=JSON_HEADERS if body else None, timeout=per_call
+        ) as r:
+            return HTTPAnswer(r.status, r.headers, await r.read())
+    except TimeoutError as exc:
+        raise BackendTimeout(backend, "no answer within the timeout") from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise BackendUnavailable(backend, f"cannot reach {exc.host}:{exc.port} ({exc.os_error})") from exc
+    except aiohttp.ClientError as exc:  # disconnects, resets, protocol errors
+        raise BackendUnavailable(backend, f"transport error: {type(exc).__name__}: {exc}") from exc
 
 
 def http_error(backend: str, status: int, message: str) -> BackendError:

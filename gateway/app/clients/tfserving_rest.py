@@ -11,8 +11,8 @@ from gateway.app.clients.base import (
     Status,
     call_http,
     check_probabilities,
-    http_client,
     http_error,
+    http_session,
 )
 from mnist_serving.spec import OUTPUT_NAME
 
@@ -27,20 +27,17 @@ class TFServingRESTClient:
         base = f"{url.rstrip('/')}/v1/models/{model}"
         self._model_url = f"{base}/labels/{label}" if label else base
         self._predict_url = f"{self._model_url}:predict"
-        self._client = http_client(timeout)
+        self._session = http_session(timeout)
         self._status_timeout = status_timeout
         self._version = ""
 
     async def predict(self, rows: np.ndarray) -> Prediction:
         body = orjson.dumps({"instances": rows}, option=orjson.OPT_SERIALIZE_NUMPY)
-        request = self._client.build_request(
-            "POST", self._predict_url, content=body, headers={"Content-Type": "application/json"}
-        )
-        r = await call_http(self.name, request, self._client)
+        r = await call_http(self.name, self._session, "POST", self._predict_url, body)
         payload = _json(self.name, r.content)
-        if r.status_code != 200:
-            message = payload.get("error", r.text[:200]) if isinstance(payload, dict) else r.text[:200]
-            raise http_error(self.name, r.status_code, str(message))
+        if r.status != 200:
+            message = payload.get("error", "") if isinstance(payload, dict) else ""
+            raise http_error(self.name, r.status, str(message) or repr(r.content[:200]))
         if not isinstance(payload, dict) or "predictions" not in payload:
             raise BackendError(self.name, "response has no 'predictions'")
         predictions = payload["predictions"]
@@ -52,21 +49,21 @@ class TFServingRESTClient:
 
     async def status(self) -> Status:
         try:
-            r = await self._client.get(self._model_url, timeout=self._status_timeout)
-        except Exception as exc:
-            return Status(False, detail=f"unreachable: {type(exc).__name__}")
+            r = await call_http(self.name, self._session, "GET", self._model_url, timeout=self._status_timeout)
+        except BackendError as exc:
+            return Status(False, detail=exc.message)
         implementation = "standin" if r.headers.get(STANDIN_HEADER) == "standin" else "real"
         try:
-            states = r.json()["model_version_status"]
-        except (ValueError, KeyError, TypeError):
-            return Status(False, implementation=implementation, detail=f"HTTP {r.status_code}")
+            states = orjson.loads(r.content)["model_version_status"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return Status(False, implementation=implementation, detail=f"HTTP {r.status}")
         available = [s["version"] for s in states if s.get("state") == "AVAILABLE"]
         if available:
             self._version = max(available, key=int)
         return Status(bool(available), self._version or None, implementation)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._session.close()
 
 
 def _json(backend: str, content: bytes) -> object:

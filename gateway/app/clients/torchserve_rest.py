@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import httpx
 import numpy as np
 import orjson
 
@@ -12,8 +11,8 @@ from gateway.app.clients.base import (
     Status,
     call_http,
     check_probabilities,
-    http_client,
     http_error,
+    http_session,
 )
 
 
@@ -22,16 +21,18 @@ class TorchServeStatus:
 
     def __init__(self, management_url: str, model: str, timeout: float):
         self._url = f"{management_url.rstrip('/')}/models/{model}"
-        self._client = httpx.AsyncClient(timeout=timeout)
+        self._session = http_session(timeout, pool=4)
         self.version = ""
 
     async def status(self) -> Status:
         try:
-            r = await self._client.get(self._url)
-            (desc,) = r.json()
+            r = await call_http("torchserve-management", self._session, "GET", self._url)
+            (desc,) = orjson.loads(r.content)
             workers = [w.get("status") for w in desc.get("workers", [])]
-        except Exception as exc:
-            return Status(False, detail=f"management API: {type(exc).__name__}")
+        except BackendError as exc:
+            return Status(False, detail=exc.message)
+        except (orjson.JSONDecodeError, ValueError, TypeError, AttributeError):
+            return Status(False, detail=f"management API answered HTTP {r.status}")
         self.version = str(desc.get("modelVersion", ""))
         ready = bool(workers) and all(w == "READY" for w in workers)
         return Status(ready, self.version, detail=f"workers: {', '.join(workers) or 'none'}")
@@ -42,7 +43,7 @@ class TorchServeStatus:
         return self.version
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._session.close()
 
 
 class TorchServeRESTClient:
@@ -51,22 +52,19 @@ class TorchServeRESTClient:
     def __init__(self, name: str, url: str, model: str, timeout: float, status: TorchServeStatus):
         self.name, self.address = name, url
         self._url = f"{url.rstrip('/')}/predictions/{model}"
-        self._client = http_client(timeout)
+        self._session = http_session(timeout)
         self._status = status
 
     async def predict(self, rows: np.ndarray) -> Prediction:
         body = orjson.dumps({"instances": rows}, option=orjson.OPT_SERIALIZE_NUMPY)
-        request = self._client.build_request(
-            "POST", self._url, content=body, headers={"Content-Type": "application/json"}
-        )
-        r = await call_http(self.name, request, self._client)
-        return parse_torchserve(self.name, r.status_code, r.content, len(rows), await self._status.current_version())
+        r = await call_http(self.name, self._session, "POST", self._url, body)
+        return parse_torchserve(self.name, r.status, r.content, len(rows), await self._status.current_version())
 
     async def status(self) -> Status:
         return await self._status.status()
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._session.close()
         await self._status.aclose()
 
 
