@@ -10,7 +10,7 @@ VERSION ?= 1
 TRAIN_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup train test lint serve serve-models mar clean
+.PHONY: help setup train test lint serve serve-models mar bench-servers bench-gateway bench-validation clean
 
 help: ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -46,6 +46,15 @@ mar: $(ARTIFACTS)/manifest.json ## build TorchServe archives into artifacts/mode
 
 serve: $(ARTIFACTS)/manifest.json ## run the whole stack natively: both model servers and the gateway (trains first if needed)
 	$(PY) -m serving.native --artifacts $(ARTIFACTS)
+
+bench-servers: $(ARTIFACTS)/manifest.json ## benchmark: each server hit directly (p50/p99, req/s at 1, 8, 32 users)
+	$(PY) -m benchmarks.servers --artifacts $(ARTIFACTS)
+
+bench-gateway: $(ARTIFACTS)/manifest.json ## benchmark: direct vs through the gateway, per backend
+	$(PY) -m benchmarks.gateway --artifacts $(ARTIFACTS)
+
+bench-validation: $(STAMP) ## benchmark: request validation, orjson+numpy vs pydantic
+	$(PY) -m benchmarks.validation
 
 clean: ## remove artifacts, run folders and reports (keeps .venv)
 	rm -rf $(ARTIFACTS) run reports test-artifacts
