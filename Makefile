@@ -10,7 +10,7 @@ VERSION ?= 1
 TRAIN_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup train test lint serve serve-models mar bench-servers bench-gateway bench-validation clean
+.PHONY: help setup train test lint serve serve-models mar bench-servers bench-gateway bench-validation load locust-ui clean
 
 help: ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -55,6 +55,12 @@ bench-gateway: $(ARTIFACTS)/manifest.json ## benchmark: direct vs through the ga
 
 bench-validation: $(STAMP) ## benchmark: request validation, orjson+numpy vs pydantic
 	$(PY) -m benchmarks.validation
+
+load: $(ARTIFACTS)/manifest.json ## Locust matrix (targets x 1/8/32 users) -> reports/<time>/report.md; LOAD_ARGS=...
+	$(PY) -m load_tests.matrix --artifacts $(ARTIFACTS) $(LOAD_ARGS)
+
+locust-ui: $(STAMP) ## Locust's web UI on 127.0.0.1:8089 (start the stack with `make serve` first)
+	$(VENV)/bin/locust -f load_tests/locustfile.py --web-host 127.0.0.1
 
 clean: ## remove artifacts, run folders and reports (keeps .venv)
 	rm -rf $(ARTIFACTS) run reports test-artifacts

@@ -31,8 +31,9 @@ class _Task:
 
 
 class Batcher:
-    def __init__(self, run: Callable[[Tensors], Tensors], params: Batching, executor: Executor):
+    def __init__(self, run: Callable[[Tensors], Tensors], params: Batching, executor: Executor, model: str):
         self._run = run
+        self._model = model
         self._params = params
         self._executor = executor
         self._queue: deque[_Task] = deque()
@@ -90,7 +91,11 @@ class Batcher:
             metrics.batch_size.labels(POOL).observe(sum(t.rows for t in batch))
             loop = asyncio.get_running_loop()
             try:
+                run_start = time.perf_counter()
                 outputs = await loop.run_in_executor(self._executor, self._run, merged)
+                run_us = (time.perf_counter() - run_start) * 1e6
+                for _ in batch:  # per request, as the real server counts it
+                    metrics.runtime_latency.labels(self._model, "predict", "TF1").observe(run_us)
             except Exception as exc:  # one failed run fails every task in it, as in the real server
                 for t in batch:
                     if not t.future.done():

@@ -110,16 +110,17 @@ class ModelManager:
         unknown = [k for k in output_filter if k not in sig.output_names]
         if unknown:
             raise invalid(f"output tensor alias not found in signature: {unknown}; outputs are {sig.output_names}")
-        start = time.perf_counter()
         if self._batching is not None and all(a.ndim >= 1 for a in checked.values()):
             key = (servable.name, servable.version, signature_name)
             batcher = self._batchers.get(key)
             if batcher is None:
-                batcher = self._batchers[key] = Batcher(sig.run, self._batching, self._executor)
+                batcher = Batcher(sig.run, self._batching, self._executor, servable.name)
+                self._batchers[key] = batcher
             outputs = await batcher.submit(checked)
         else:
+            start = time.perf_counter()
             outputs = await asyncio.get_running_loop().run_in_executor(self._executor, sig.run, checked)
-        metrics.runtime_latency.labels(servable.name, api, "TF1").observe((time.perf_counter() - start) * 1e6)
+            metrics.runtime_latency.labels(servable.name, api, "TF1").observe((time.perf_counter() - start) * 1e6)
         if output_filter:
             outputs = {k: outputs[k] for k in output_filter}
         return outputs

@@ -1,0 +1,44 @@
+"""A response counts as a success only if it is right, not merely 200."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import orjson
+
+PROBABILITY_SUM_TOLERANCE = 1e-4
+
+
+def problem(body: bytes, *, compare: bool = False) -> str | None:
+    """None when the body is a correct answer for one row, else what is wrong with it."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return "response is not JSON"
+    if compare:
+        results = payload.get("results", {}) if isinstance(payload, dict) else {}
+        if len(results) < 2:
+            return "compare answer lacks results"
+        for name, result in results.items():
+            issue = _one(result)
+            if issue:
+                return f"{name}: {issue}"
+        return None
+    return _one(payload)
+
+
+def _one(payload: Any) -> str | None:
+    if not isinstance(payload, dict):
+        return "response is not an object"
+    if "error" in payload:
+        return f"error answer: {payload['error']}"
+    predictions = payload.get("predictions")
+    if not isinstance(predictions, list) or len(predictions) != 1 or len(predictions[0]) != 10:
+        return "predictions are not 1x10"
+    if not math.isclose(sum(predictions[0]), 1.0, abs_tol=PROBABILITY_SUM_TOLERANCE):
+        return f"probabilities sum to {sum(predictions[0]):.6f}"
+    labels = payload.get("labels")
+    if labels is not None and (len(labels) != 1 or not 0 <= labels[0] <= 9):
+        return "label missing or out of range"
+    return None

@@ -1,0 +1,181 @@
+"""``python -m load_tests.matrix`` (``make load``): every target x user level, one headless Locust run each.
+
+Starts the native stack (on the usual ports) unless it is already answering; then, per run: scrape
+server metrics, run Locust for the same duration with a warm-up excluded, scrape again. Writes
+``reports/<time>/`` with Locust's CSV and HTML, exact timings, ``report.md`` and plots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import numpy as np
+import orjson
+
+from load_tests import report, scrape
+from load_tests.targets import BY_NAME, TARGETS, Target
+
+# Tuning constants (each also a command-line option).
+USER_LEVELS = (1, 8, 32)  # concurrent users per run
+DURATION_S = 20.0  # measured seconds per run, after the warm-up
+WARMUP_S = 3.0  # excluded from every figure: connections, first batches
+RUN_TIMEOUT_S = 120.0  # hard stop for one Locust process beyond its run time
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class RunResult:
+    target: str
+    users: int
+    samples_ms: np.ndarray
+    failures: int
+    seconds: float
+    server_breakdown: dict[str, float] | None = None
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def rps(self) -> float:
+        return len(self.samples_ms) / self.seconds if self.seconds else 0.0
+
+    def pct_us(self, q: float) -> float:
+        return float(np.percentile(self.samples_ms, q) * 1000) if len(self.samples_ms) else float("nan")
+
+
+@dataclass
+class Endpoints:
+    urls: dict[str, str]  # env var -> base URL
+    tf_metrics: str
+    ts_metrics: str
+
+
+def run_one(target: Target, users: int, duration: float, warmup: float, out: Path, ep: Endpoints) -> RunResult:
+    prefix = out / "locust" / f"{target.name}_u{users}"
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    exact = out / "exact" / f"{target.name}_u{users}"
+    env = {**os.environ, **ep.urls, "LOAD_WARMUP_S": str(warmup), "LOAD_EXACT_OUT": str(exact)}
+    cmd = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(REPO / "load_tests" / "locustfile.py"),
+        "--headless",
+        "-u",
+        str(users),
+        "-r",
+        str(users),
+        "-t",
+        f"{warmup + duration:.0f}s",
+        "--stop-timeout",
+        "5",
+        "--csv",
+        str(prefix),
+        "--html",
+        f"{prefix}.html",
+        "--only-summary",
+        "--loglevel",
+        "WARNING",
+        target.user_class,
+    ]
+    before = scrape.snapshot(ep.tf_metrics, ep.ts_metrics)
+    subprocess.run(
+        cmd,
+        env=env,
+        cwd=REPO,
+        check=False,
+        timeout=warmup + duration + RUN_TIMEOUT_S,
+        stdout=subprocess.DEVNULL,
+        stderr=(out / "locust.log").open("ab"),
+    )
+    after = scrape.snapshot(ep.tf_metrics, ep.ts_metrics)
+    samples: list[float] = []
+    failures = 0
+    for f in exact.parent.glob(f"{exact.name}.*.json"):  # one file per Locust process (workers too)
+        data = orjson.loads(f.read_bytes())
+        samples += data["samples_ms"].get(target.name, [])
+        failures += data["failures"].get(target.name, 0)
+    server = target.backend.split("-")[0] if target.backend else None
+    return RunResult(
+        target.name,
+        users,
+        np.asarray(samples),
+        failures,
+        duration,
+        scrape.breakdown(before, after, server) if server else None,
+    )
+
+
+def _answering(url: str) -> bool:
+    with contextlib.suppress(httpx.HTTPError):
+        return httpx.get(url, timeout=2).status_code == 200
+    return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--targets", default=",".join(t.name for t in TARGETS))
+    p.add_argument("--users", default=",".join(map(str, USER_LEVELS)))
+    p.add_argument("--duration", type=float, default=DURATION_S)
+    p.add_argument("--warmup", type=float, default=WARMUP_S)
+    p.add_argument("--artifacts", type=Path, default=Path("artifacts"))
+    p.add_argument("--out", type=Path, default=None, help="report folder (default: reports/<time>)")
+    args = p.parse_args(argv)
+    targets = [BY_NAME[t] for t in args.targets.split(",")]
+    levels = [int(u) for u in args.users.split(",")]
+    out = args.out or Path("reports") / time.strftime("%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+
+    from serving.native.settings import ServingPorts
+    from serving.native.stack import ServingStack
+
+    ports = ServingPorts.from_env()
+    with contextlib.ExitStack() as es:
+        stack = ServingStack(args.artifacts, out / "run", ports, with_gateway=True)
+        if _answering(f"http://127.0.0.1:{ports.gateway}/readyz"):
+            print("using the stack that is already running", flush=True)
+        else:
+            print("starting the native stack ...", flush=True)
+            stack.start()
+            es.callback(stack.stop)
+        ep = Endpoints(
+            urls={
+                "TFSERVING_URL": f"http://127.0.0.1:{ports.tfserving_rest}",
+                "TORCHSERVE_URL": f"http://127.0.0.1:{ports.torchserve_inference}",
+                "GATEWAY_URL": f"http://127.0.0.1:{ports.gateway}",
+            },
+            tf_metrics=f"http://127.0.0.1:{ports.tfserving_rest}/monitoring/prometheus/metrics",
+            ts_metrics=f"http://127.0.0.1:{ports.torchserve_metrics}/metrics",
+        )
+        environment = report.environment(f"http://127.0.0.1:{ports.gateway}")
+        sampler = report.GpuSampler()
+        results = []
+        total = len(targets) * len(levels)
+        for i, target in enumerate(targets):
+            for j, users in enumerate(levels):
+                n = i * len(levels) + j + 1
+                print(
+                    f"[{n}/{total}] {target.name}, {users} users, {args.warmup:.0f}+{args.duration:.0f} s", flush=True
+                )
+                results.append(run_one(target, users, args.duration, args.warmup, out, ep))
+                r = results[-1]
+                print(
+                    f"        {r.rps:8.0f} req/s  p50 {r.pct_us(50):8.0f} µs  p99 {r.pct_us(99):8.0f} µs  "
+                    f"failures {r.failures}",
+                    flush=True,
+                )
+        environment["gpu_samples"] = sampler.stop()
+    path = report.write(out, results, environment, args.duration, args.warmup)
+    print(f"report: {path}")
+    return 1 if any(r.failures for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
