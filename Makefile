@@ -10,7 +10,7 @@ VERSION ?= 1
 TRAIN_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup train test lint serve serve-models mar bench-servers bench-gateway bench-validation load locust-ui clean
+.PHONY: help setup train test lint serve serve-models mar bench-servers bench-gateway bench-validation load locust-ui up up-gpu down k8s-render deploy k8s-load clean
 
 help: ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -61,6 +61,28 @@ load: $(ARTIFACTS)/manifest.json ## Locust matrix (targets x 1/8/32 users) -> re
 
 locust-ui: $(STAMP) ## Locust's web UI on 127.0.0.1:8089 (start the stack with `make serve` first)
 	$(VENV)/bin/locust -f load_tests/locustfile.py --web-host 127.0.0.1
+
+COMPOSE := $(VENV)/bin/docker-compose
+KUSTOMIZE := $(VENV)/bin/kubectl kustomize --load-restrictor LoadRestrictionsNone
+OVERLAY ?= cpu
+
+up: $(ARTIFACTS)/manifest.json ## docker compose: build images and start the stack (needs a Docker engine)
+	docker compose up -d --build
+
+up-gpu: $(ARTIFACTS)/manifest.json ## docker compose on NVIDIA GPUs (docker-compose.gpu.yml)
+	docker compose -f docker-compose.yml -f docker-compose.gpu.yml up -d --build
+
+down: ## docker compose: stop and remove the stack
+	docker compose --profile load down
+
+k8s-render: $(STAMP) ## render the Kubernetes manifests of OVERLAY (cpu or gpu) to stdout
+	@$(KUSTOMIZE) k8s/overlays/$(OVERLAY)
+
+deploy: $(STAMP) ## kubectl apply the OVERLAY (cpu or gpu) to the current kube context
+	$(KUSTOMIZE) k8s/overlays/$(OVERLAY) | kubectl apply -f -
+
+k8s-load: $(STAMP) ## start the in-cluster Locust load test (report on the PVC load-reports)
+	$(VENV)/bin/kubectl kustomize k8s/load-test | kubectl apply -f -
 
 clean: ## remove artifacts, run folders and reports (keeps .venv)
 	rm -rf $(ARTIFACTS) run reports test-artifacts

@@ -26,6 +26,10 @@ class ServingStack:
     tf_implementation: str = field(default_factory=tfserving.implementation)
     with_gateway: bool = False
 
+    def __post_init__(self) -> None:
+        # Absolute: TorchServe runs with the run folder as cwd and rejects a relative TEMP.
+        self.artifacts, self.run_dir = self.artifacts.resolve(), self.run_dir.resolve()
+
     def start(self) -> None:
         if not (self.artifacts / "manifest.json").exists():
             raise StartError(f"no trained models in {self.artifacts}: run `make train` first")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import re
 import sys
 from pathlib import Path
 
@@ -11,37 +9,18 @@ import httpx
 
 from mnist_serving.spec import ONNX_MODEL_NAME, TORCH_MODEL_NAME
 from serving.native.process import ManagedProcess
-from serving.native.settings import SERVING, ServingPorts
+from serving.native.settings import ServingPorts
 from serving.torchserve.build_mar import build
+from serving.torchserve.config import write_config
 
-CONFIG = SERVING / "torchserve" / "config.properties"
 MODELS = (TORCH_MODEL_NAME, ONNX_MODEL_NAME)
-
-
-def write_config(run_dir: Path, model_store: Path, version: int) -> Path:
-    """config.properties for this run: the model store and the version key of the built archives."""
-    # Java properties: a trailing backslash continues the line; join before editing.
-    lines = re.sub(r"\\\n[ \t]*", "", CONFIG.read_text()).splitlines()
-    out_lines = []
-    for line in lines:
-        key, _, value = line.partition("=")
-        if key == "models":
-            models = json.loads(value)
-            rewritten = {name: {str(version): next(iter(v.values()))} for name, v in models.items()}
-            line = "models=" + json.dumps(rewritten)
-        elif key == "model_store":
-            line = f"model_store={model_store.resolve()}"
-        out_lines.append(line)
-    out = run_dir / "config.properties"
-    out.write_text("\n".join(out_lines) + "\n")
-    return out
 
 
 def launcher(artifacts: Path, run_dir: Path, ports: ServingPorts, version: int | None = None) -> ManagedProcess:
     store = run_dir / "model-store"
     build(artifacts, store, version)
     built_version = int((store / "VERSION").read_text())
-    config = write_config(run_dir, store, built_version)
+    config = write_config(run_dir / "config.properties", store, built_version)
     tmp = run_dir / "tmp"  # TorchServe's pid file and unpacked archives stay in the run folder
     tmp.mkdir(parents=True, exist_ok=True)
     env = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -26,10 +27,11 @@ def _tree(stack: ServingStack) -> list[psutil.Process]:
     return procs
 
 
-def test_start_stop_twice_leaves_no_process(artifacts: Path, tmp_path: Path) -> None:
+def test_start_stop_twice_leaves_no_process(artifacts: Path, tmp_path: Path, monkeypatch) -> None:
     ports = ServingPorts.free()
+    monkeypatch.chdir(tmp_path)  # relative paths, as `make serve` passes them
     for attempt in range(2):
-        stack = ServingStack(artifacts, tmp_path / f"run{attempt}", ports)
+        stack = ServingStack(Path(os.path.relpath(artifacts)), Path(f"run{attempt}"), ports)
         stack.start()
         try:
             tree = _tree(stack)

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+BIN = Path(sys.executable).parent  # kubectl, docker-compose and hadolint come from the dev requirements
+K8S_VERSION = "1.33.0"  # the Kubernetes version the manifests are validated against
+RENDERED = {
+    "cpu": ["--load-restrictor", "LoadRestrictionsNone", str(REPO / "k8s/overlays/cpu")],
+    "gpu": ["--load-restrictor", "LoadRestrictionsNone", str(REPO / "k8s/overlays/gpu")],
+    "load-test": [str(REPO / "k8s/load-test")],
+}
+
+
+def run(*args: str) -> str:
+    proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr or proc.stdout
+    return proc.stdout
+
+
+def render(name: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(run(str(BIN / "kubectl"), "kustomize", *RENDERED[name])) if d]
+
+
+@pytest.fixture(scope="session")
+def rendered() -> dict[str, list[dict[str, Any]]]:
+    return {name: render(name) for name in RENDERED}
+
+
+def compose(*files: str, profile: str | None = None) -> dict[str, Any]:
+    args = [str(BIN / "docker-compose")]
+    for f in files:
+        args += ["-f", f]
+    if profile:
+        args += ["--profile", profile]
+    return json.loads(run(*args, "config", "--format", "json"))

@@ -1,0 +1,55 @@
+"""docker-compose files, rendered by `docker-compose config` (no engine needed)."""
+
+from __future__ import annotations
+
+from tests.deploy.conftest import compose
+
+BASE = "docker-compose.yml"
+GPU = "docker-compose.gpu.yml"
+SERVERS = ("tfserving", "torchserve")
+
+
+def test_base_services_healthchecks_mean_model_ready() -> None:
+    services = compose(BASE)["services"]
+    assert set(services) == {"tfserving", "torchserve", "gateway"}  # the load profile is opt-in
+    assert "AVAILABLE" in " ".join(services["tfserving"]["healthcheck"]["test"])
+    ts_check = " ".join(services["torchserve"]["healthcheck"]["test"])
+    assert "READY" in ts_check and "mnist_onnx" in ts_check and "/ping" not in ts_check
+    assert "/readyz" in " ".join(services["gateway"]["healthcheck"]["test"])
+
+
+def test_gateway_waits_for_healthy_servers_and_finds_them_by_name() -> None:
+    gateway = compose(BASE)["services"]["gateway"]
+    assert {k: v["condition"] for k, v in gateway["depends_on"].items()} == {s: "service_healthy" for s in SERVERS}
+    env = gateway["environment"]
+    assert env["GATEWAY_TFSERVING_URL"] == "http://tfserving:8501"
+    assert env["GATEWAY_TORCHSERVE_URL"] == "http://torchserve:8080"
+
+
+def test_ports_published_on_localhost_only() -> None:
+    for name, service in compose(BASE)["services"].items():
+        for port in service.get("ports", []):
+            assert port["host_ip"] == "127.0.0.1", (name, port)
+
+
+def test_gpu_override_reserves_nvidia_devices_and_switches_images() -> None:
+    services = compose(BASE, GPU)["services"]
+    for name in SERVERS:
+        devices = services[name]["deploy"]["resources"]["reservations"]["devices"]
+        assert devices == [{"capabilities": ["gpu"], "driver": "nvidia", "count": 1}]
+        assert services[name]["image"].endswith("-gpu")
+    assert services["tfserving"]["build"]["args"]["TFSERVING_IMAGE"].endswith("-gpu")
+    assert services["torchserve"]["build"]["args"]["VARIANT"] == "gpu"
+    assert "deploy" not in services["gateway"]
+
+
+def test_load_profile_runs_locust_master_and_workers_into_a_mounted_folder() -> None:
+    services = compose(BASE, GPU, profile="load")["services"]
+    master, worker = services["locust-master"], services["locust-worker"]
+    command = " ".join(master["command"])
+    assert "--master" in command and "--headless" in command and "--csv /reports/compose" in command
+    for user in ("TFServingUser", "TorchServeUser", "GatewayTFServingUser", "GatewayCompareUser"):
+        assert user in command
+    assert "--worker" in " ".join(worker["command"]) and worker["deploy"]["replicas"] == 2
+    assert any(v["target"] == "/reports" for v in master["volumes"])
+    assert master["environment"]["GATEWAY_URL"] == "http://gateway:8000"
