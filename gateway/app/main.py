@@ -8,10 +8,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.app.api.encode import ORJSONResponse
-from gateway.app.api.routes import backends, compare, health, predict
+from gateway.app.api.routes import backends, compare, health, page, predict
 from gateway.app.clients.base import BackendError
 from gateway.app.core import logging as gateway_logging
 from gateway.app.core.config import Settings, get_settings
@@ -48,8 +49,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics
-    for router in (predict.router, compare.router, backends.router, health.router):
+    for router in (predict.router, compare.router, backends.router, health.router, page.router):
         app.include_router(router)
+    app.mount("/static", StaticFiles(directory=page.STATIC), name="static")
     _install_error_handlers(app)
     app.add_middleware(GatewayMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     return app

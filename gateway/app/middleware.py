@@ -58,7 +58,7 @@ class GatewayMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             path = scope["path"]
-            route = path if path in _KNOWN_ROUTES else "other"
+            route = path if path in _KNOWN_ROUTES else ("/static" if path.startswith("/static/") else "other")
             backend = scope.get("state", {}).get("backend", "-")
             self.metrics.requests.labels(route, backend, str(status_holder["status"])).inc()
             self.metrics.latency.labels(route, backend).observe(time.perf_counter() - start)
