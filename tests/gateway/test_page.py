@@ -29,7 +29,7 @@ def browser() -> Iterator[object]:
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
+    options.binary_location = CHROMIUM or ""
     for arg in (
         "--headless=new",
         "--no-sandbox",
@@ -50,7 +50,7 @@ def browser() -> Iterator[object]:
         driver.quit()
 
 
-def _draw_seven(driver) -> None:  # type: ignore[no-untyped-def]
+def _draw_seven(driver) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
@@ -61,7 +61,7 @@ def _draw_seven(driver) -> None:  # type: ignore[no-untyped-def]
     chain.release().perform()
 
 
-def _predict(driver, url: str) -> None:  # type: ignore[no-untyped-def]
+def _predict(driver, url: str) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -75,7 +75,7 @@ def _predict(driver, url: str) -> None:  # type: ignore[no-untyped-def]
     )
 
 
-def _card(driver, backend: str) -> dict[str, object]:  # type: ignore[no-untyped-def]
+def _card(driver, backend: str) -> dict[str, object]:
     from selenium.webdriver.common.by import By
 
     card = driver.find_element(By.ID, f"result-{backend}")
@@ -88,7 +88,7 @@ def _card(driver, backend: str) -> dict[str, object]:  # type: ignore[no-untyped
     }
 
 
-def test_draw_submit_see_both_backends(browser, gw_url: str) -> None:  # type: ignore[no-untyped-def]
+def test_draw_submit_see_both_backends(browser, gw_url: str) -> None:
     from selenium.webdriver.common.by import By
 
     _predict(browser, gw_url)
@@ -112,7 +112,7 @@ def test_draw_submit_see_both_backends(browser, gw_url: str) -> None:  # type: i
     assert browser.save_screenshot(str(ARTIFACTS / "page-both-backends.png"))
 
 
-def test_fits_a_phone_screen(browser, gw_url: str) -> None:  # type: ignore[no-untyped-def]
+def test_fits_a_phone_screen(browser, gw_url: str) -> None:
     browser.set_window_size(390, 844)
     try:
         _predict(browser, gw_url)
@@ -124,7 +124,7 @@ def test_fits_a_phone_screen(browser, gw_url: str) -> None:  # type: ignore[no-u
         browser.set_window_size(1100, 900)
 
 
-def test_page_works_with_one_backend_stopped(browser, serving_stack) -> None:  # type: ignore[no-untyped-def]
+def test_page_works_with_one_backend_stopped(browser, serving_stack) -> None:
     (dead,) = free_ports(1)
     p = serving_stack.ports
     with gateway(
@@ -143,7 +143,7 @@ def test_page_works_with_one_backend_stopped(browser, serving_stack) -> None:  #
         browser.save_screenshot(str(ARTIFACTS / "page-one-backend-down.png"))
 
 
-def test_empty_drawing_says_so(browser, gw_url: str) -> None:  # type: ignore[no-untyped-def]
+def test_empty_drawing_says_so(browser, gw_url: str) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
