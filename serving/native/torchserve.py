@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import httpx
@@ -11,7 +10,7 @@ from mnist_serving.spec import ONNX_MODEL_NAME, TORCH_MODEL_NAME
 from serving.native.process import ManagedProcess
 from serving.native.settings import ServingPorts
 from serving.torchserve.build_mar import build
-from serving.torchserve.config import write_config
+from serving.torchserve.config import torchserve_argv, write_config
 
 MODELS = (TORCH_MODEL_NAME, ONNX_MODEL_NAME)
 
@@ -35,18 +34,7 @@ def launcher(artifacts: Path, run_dir: Path, ports: ServingPorts, version: int |
         "LOG_LOCATION": str(run_dir / "torchserve-logs"),
         "METRICS_LOCATION": str(run_dir / "torchserve-logs"),
     }
-    torchserve = str(Path(sys.executable).parent / "torchserve")
-    argv = [
-        torchserve,
-        "--start",
-        "--foreground",
-        "--ncs",
-        "--disable-token-auth",
-        "--ts-config",
-        str(config),
-        "--model-store",
-        str(store),
-    ]
+    argv = torchserve_argv(config, store)
     return ManagedProcess("torchserve", argv, run_dir / "torchserve.log", env=env, cwd=run_dir)
 
 

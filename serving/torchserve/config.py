@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 CONFIG = Path(__file__).resolve().parent / "config.properties"
@@ -26,3 +27,19 @@ def write_config(out: Path, model_store: Path, version: int, source: Path = CONF
         out_lines.append(line)
     out.write_text("\n".join(out_lines) + "\n")
     return out
+
+
+def torchserve_argv(config: Path, model_store: Path) -> list[str]:
+    """TorchServe in the foreground with our config; token auth off (see config.properties)."""
+    torchserve = str(Path(sys.executable).parent / "torchserve")
+    return [
+        torchserve,
+        "--start",
+        "--foreground",
+        "--ncs",
+        "--disable-token-auth",
+        "--ts-config",
+        str(config),
+        "--model-store",
+        str(model_store),
+    ]

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 from pathlib import Path
 
-from serving.torchserve.config import CONFIG, write_config
+from serving.torchserve.config import CONFIG, torchserve_argv, write_config
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -23,19 +22,8 @@ def main(argv: list[str] | None = None) -> None:
     version = int((args.model_store / "VERSION").read_text())
     out = Path(tempfile.gettempdir()) / "config.properties"  # /tmp: the root filesystem may be read-only
     write_config(out, args.model_store, version, source=args.config)
-    torchserve = str(Path(sys.executable).parent / "torchserve")
-    argv_ts = [
-        torchserve,
-        "--start",
-        "--foreground",
-        "--ncs",
-        "--disable-token-auth",
-        "--ts-config",
-        str(out),
-        "--model-store",
-        str(args.model_store),
-    ]
-    os.execv(torchserve, argv_ts)
+    argv_ts = torchserve_argv(out, args.model_store)
+    os.execv(argv_ts[0], argv_ts)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
-"""gRPC status codes onto the BackendError family."""
+"""Shared by the gRPC clients: status codes onto the BackendError family, and stub set-up."""
 
 from __future__ import annotations
 
-from typing import NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 import grpc
 
@@ -25,3 +26,12 @@ def raise_for(backend: str, exc: grpc.aio.AioRpcError) -> NoReturn:
     if code in _CLIENT_FAULTS:
         raise BackendRejected(backend, f"{code.name}: {details}") from exc
     raise BackendError(backend, f"{code.name}: {details}") from exc
+
+
+def unary_stub(address: str, method: str, response_type: Any) -> tuple[grpc.aio.Channel, Callable[..., Any]]:
+    """A channel and one unary method on it, (de)serialising our hand-declared messages."""
+    channel = grpc.aio.insecure_channel(address)
+    stub = channel.unary_unary(
+        method, request_serializer=lambda m: m.SerializeToString(), response_deserializer=response_type.FromString
+    )
+    return channel, stub

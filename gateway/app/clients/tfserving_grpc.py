@@ -7,7 +7,7 @@ import numpy as np
 
 from gateway.app.clients import protos
 from gateway.app.clients.base import BackendError, Prediction, Status
-from gateway.app.clients.grpc_errors import raise_for
+from gateway.app.clients.grpc_errors import raise_for, unary_stub
 from gateway.app.clients.tfserving_rest import TFServingRESTClient
 from mnist_serving.spec import INPUT_NAME, OUTPUT_NAME, SIGNATURE_NAME
 
@@ -18,12 +18,7 @@ class TFServingGRPCClient:
     def __init__(self, name: str, address: str, model: str, label: str, timeout: float, status: TFServingRESTClient):
         self.name, self.address = name, address
         self._model, self._label, self._timeout = model, label, timeout
-        self._channel = grpc.aio.insecure_channel(address)
-        self._predict = self._channel.unary_unary(
-            protos.TF_PREDICT,
-            request_serializer=lambda m: m.SerializeToString(),
-            response_deserializer=protos.PredictResponse.FromString,
-        )
+        self._channel, self._predict = unary_stub(address, protos.TF_PREDICT, protos.PredictResponse)
         self._status = status  # readiness and version over REST, where TF Serving reports the implementation
 
     async def predict(self, rows: np.ndarray) -> Prediction:

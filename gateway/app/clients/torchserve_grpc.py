@@ -8,7 +8,7 @@ import orjson
 
 from gateway.app.clients import protos
 from gateway.app.clients.base import Prediction, Status
-from gateway.app.clients.grpc_errors import raise_for
+from gateway.app.clients.grpc_errors import raise_for, unary_stub
 from gateway.app.clients.torchserve_rest import TorchServeStatus, parse_torchserve
 
 
@@ -18,12 +18,7 @@ class TorchServeGRPCClient:
     def __init__(self, name: str, address: str, model: str, timeout: float, status: TorchServeStatus):
         self.name, self.address = name, address
         self._model, self._timeout, self._status = model, timeout, status
-        self._channel = grpc.aio.insecure_channel(address)
-        self._predict = self._channel.unary_unary(
-            protos.TORCHSERVE_PREDICTIONS,
-            request_serializer=lambda m: m.SerializeToString(),
-            response_deserializer=protos.PredictionResponse.FromString,
-        )
+        self._channel, self._predict = unary_stub(address, protos.TORCHSERVE_PREDICTIONS, protos.PredictionResponse)
 
     async def predict(self, rows: np.ndarray) -> Prediction:
         request = protos.PredictionsRequest(model_name=self._model)
