@@ -64,11 +64,8 @@ class ServingStack:
 
     def endpoints(self) -> dict[str, str]:
         p = self.ports
-        gw = (
-            {"gateway": f"http://127.0.0.1:{p.gateway}/docs (API), /v1/predict, /v1/compare"}
-            if self.with_gateway
-            else {}
-        )
+        gw_url = f"http://127.0.0.1:{p.gateway}"
+        gw = {"gateway": f"{gw_url}/ (drawing page), {gw_url}/docs (API)"} if self.with_gateway else {}
         return {
             **gw,
             f"tfserving REST ({self.tf_implementation})": f"http://127.0.0.1:{p.tfserving_rest}/v1/models/mnist",
