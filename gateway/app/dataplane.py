@@ -64,8 +64,9 @@ class DataPlane:
         if unknown:
             raise ValueError(f"route_weights names unknown backends {sorted(unknown)}; known: {sorted(clients)}")
         self.weights = {n: w for n, w in settings.route_weights.items() if w > 0}
+        self._up: dict[str, bool] = {}
         for n in clients:
-            metrics.backend_up.labels(n).set(1)
+            self._mark(n, up=True)
 
     @property
     def names(self) -> list[str]:
@@ -125,13 +126,19 @@ class DataPlane:
         except BackendError as exc:
             breaker.failure()
             self.metrics.backend_errors.labels(name, exc.kind).inc()
-            self.metrics.backend_up.labels(name).set(0 if breaker.state != "closed" else 1)
+            self._mark(name, up=breaker.state == "closed")
             raise
         breaker.success()
-        self.metrics.backend_up.labels(name).set(1)
+        self._mark(name, up=True)
         elapsed = time.perf_counter() - start
         self.metrics.backend_latency.labels(name).observe(elapsed)
         return Result(name, prediction, elapsed * 1e3)
+
+    def _mark(self, name: str, *, up: bool) -> None:
+        """The backend_up gauge, touched only when a backend's state changes (not per request)."""
+        if self._up.get(name) != up:
+            self._up[name] = up
+            self.metrics.backend_up.labels(name).set(1 if up else 0)
 
     async def _predict_once(self, name: str, rows: np.ndarray) -> Prediction:
         client = self.clients[name]

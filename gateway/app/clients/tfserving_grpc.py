@@ -7,7 +7,7 @@ import numpy as np
 
 from gateway.app.clients import protos
 from gateway.app.clients.base import BackendError, Prediction, Status
-from gateway.app.clients.grpc_errors import raise_for, unary_stub
+from gateway.app.clients.grpc_common import raise_for, unary_stub
 from gateway.app.clients.tfserving_rest import TFServingRESTClient
 from mnist_serving.spec import INPUT_NAME, OUTPUT_NAME, SIGNATURE_NAME
 

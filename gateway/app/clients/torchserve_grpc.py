@@ -8,7 +8,7 @@ import orjson
 
 from gateway.app.clients import protos
 from gateway.app.clients.base import Prediction, Status
-from gateway.app.clients.grpc_errors import raise_for, unary_stub
+from gateway.app.clients.grpc_common import raise_for, unary_stub
 from gateway.app.clients.torchserve_rest import TorchServeStatus, parse_torchserve
 
 
