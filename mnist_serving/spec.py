@@ -18,3 +18,11 @@ OUTPUT_NAME: Final = "probabilities"
 
 # The TF Serving version label that points at the version the gateway uses.
 STABLE_LABEL: Final = "stable"
+
+# Rows one request may carry, the same on every path: the gateway, TorchServe's handler, and TF
+# Serving's batching.config (`max_batch_size`, which with large-batch splitting is the largest task).
+# Larger requests get a clear 400 (413 at the gateway). serving/tfserving/batching.config repeats
+# these two numbers in text-proto form; a test keeps them equal.
+MAX_ROWS_PER_REQUEST: Final = 256
+# Rows one forward pass / session run takes: larger requests are split and reassembled in order.
+MAX_EXECUTION_BATCH: Final = 32

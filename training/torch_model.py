@@ -48,7 +48,9 @@ def train(
     generator = torch.Generator().manual_seed(hp.seed)
     history = History("pytorch")
     start = time.perf_counter()
-    for _ in range(hp.epochs):
+    for epoch in range(hp.epochs):
+        for group in optimizer.param_groups:
+            group["lr"] = hp.lr_at(epoch)
         model.train()
         order = torch.randperm(len(xt), generator=generator)
         total_loss, correct = 0.0, 0

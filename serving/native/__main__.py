@@ -1,4 +1,8 @@
-"""``python -m serving.native``: run TF Serving, TorchServe and the gateway until Ctrl-C or SIGTERM."""
+"""``python -m serving.native``: run TF Serving, TorchServe and the gateway until Ctrl-C or SIGTERM.
+
+A server that crashes is restarted with exponential backoff while the others keep serving (the
+gateway answers 503 for it, and ``auto`` falls back); a crash loop leaves it down and says so.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,9 @@ from pathlib import Path
 
 from serving.native.process import StartError
 from serving.native.stack import ServingStack
+from serving.native.supervisor import RestartPolicy
+
+TICK_S = 0.5  # how often the supervisor looks at its processes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,7 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--artifacts", type=Path, default=Path("artifacts"))
     p.add_argument("--run-dir", type=Path, default=None, help="logs and generated configs (default: run/<time>)")
     p.add_argument("--no-gateway", action="store_true", help="model servers only")
+    d = RestartPolicy()
+    p.add_argument("--max-restarts", type=int, default=d.max_restarts, help="per window before giving up")
+    p.add_argument("--restart-window", type=float, default=d.window_s, help="seconds (default: %(default)s)")
     args = p.parse_args(argv)
+    policy = RestartPolicy(max_restarts=args.max_restarts, window_s=args.restart_window)
     run_dir = args.run_dir or Path("run") / time.strftime("%Y%m%d-%H%M%S")
 
     stop = threading.Event()
@@ -38,11 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         for name, url in stack.endpoints().items():
             print(f"  {name:<28} {url}")
         print("Ctrl-C stops everything.", flush=True)
-        while not stop.wait(1.0):
-            dead = [proc.name for proc in stack.processes if not proc.alive]
-            if dead:
-                print(f"error: {', '.join(dead)} exited; see {run_dir}", file=sys.stderr)
-                return 1
+        supervisor = stack.supervisor(policy, notify=lambda line: print(line, flush=True))
+        while not stop.wait(TICK_S):
+            supervisor.tick()
     finally:
         print("stopping ...", flush=True)
         stack.stop()

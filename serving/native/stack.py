@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from serving.native import gateway, tfserving, torchserve
 from serving.native.process import ManagedProcess, StartError, check_ports_free
 from serving.native.settings import ServingPorts
+from serving.native.supervisor import Notify, RestartPolicy, Supervisor
 
 TFSERVING_READY_TIMEOUT_S = 120.0
 TORCHSERVE_READY_TIMEOUT_S = 180.0  # JVM start plus one Python worker per model
@@ -23,6 +24,7 @@ class ServingStack:
     run_dir: Path
     ports: ServingPorts = field(default_factory=ServingPorts.from_env)
     processes: list[ManagedProcess] = field(default_factory=list)
+    readiness: dict[str, Callable[[], bool]] = field(default_factory=dict)  # process name -> "model ready"
     tf_implementation: str = field(default_factory=tfserving.implementation)
     with_gateway: bool = False
 
@@ -40,22 +42,34 @@ class ServingStack:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         tf = tfserving.launcher(self.artifacts, self.run_dir, self.ports)
         ts = torchserve.launcher(self.artifacts, self.run_dir, self.ports)
+        self.readiness = {
+            tf.name: lambda: tfserving.ready(self.ports),
+            ts.name: lambda: torchserve.ready(self.ports),
+        }
         try:
             for p in (tf, ts):
                 p.start()
                 self.processes.append(p)
             start = time.monotonic()
-            tf.wait_until(lambda: tfserving.ready(self.ports), TFSERVING_READY_TIMEOUT_S)
+            tf.wait_until(self.readiness[tf.name], TFSERVING_READY_TIMEOUT_S)
             remaining = TORCHSERVE_READY_TIMEOUT_S - (time.monotonic() - start)
-            ts.wait_until(lambda: torchserve.ready(self.ports), max(remaining, 30.0))
+            ts.wait_until(self.readiness[ts.name], max(remaining, 30.0))
             if self.with_gateway:
                 gw = gateway.launcher(self.run_dir, self.ports)
+                self.readiness[gw.name] = lambda: gateway.ready(self.ports)
                 gw.start()
                 self.processes.append(gw)
-                gw.wait_until(lambda: gateway.ready(self.ports), GATEWAY_READY_TIMEOUT_S)
+                gw.wait_until(self.readiness[gw.name], GATEWAY_READY_TIMEOUT_S)
         except BaseException:
             self.stop()
             raise
+
+    def supervisor(self, policy: RestartPolicy | None = None, notify: Notify = print) -> Supervisor:
+        """A supervisor that restarts any of this stack's processes when it crashes."""
+        sup = Supervisor(policy, notify)
+        for p in self.processes:
+            sup.watch(p, self.readiness[p.name])
+        return sup
 
     def stop(self) -> None:
         for p in reversed(self.processes):

@@ -1,6 +1,8 @@
 """Server-side batching with TF Serving's semantics: a task waits at most ``batch_timeout_micros``
-for its batch to fill to ``max_batch_size`` rows; ``num_batch_threads`` batches run at once;
-a full queue is UNAVAILABLE and an oversized task INVALID_ARGUMENT."""
+for its batch to fill; ``num_batch_threads`` batches run at once; a full queue is UNAVAILABLE and
+a task over ``max_batch_size`` rows INVALID_ARGUMENT. With ``enable_large_batch_splitting`` a task
+that does not fit the open batch is split: its head fills that batch, the rest goes to the next
+ones (each at most ``max_execution_batch_size`` rows), and its outputs are reassembled in order."""
 
 from __future__ import annotations
 
@@ -28,6 +30,26 @@ class _Task:
     rows: int
     future: asyncio.Future[Tensors]
     enqueued: float = field(default_factory=time.perf_counter)
+    taken: int = 0  # rows already placed in a batch
+    done: int = 0  # rows whose outputs are back
+    parts: list[tuple[int, Tensors]] = field(default_factory=list)  # (first row, outputs)
+
+    def complete(self, start: int, outputs: Tensors) -> None:
+        self.parts.append((start, outputs))
+        self.done += len(next(iter(outputs.values())))
+        if self.done == self.rows and not self.future.done():
+            if len(self.parts) == 1:
+                self.future.set_result(outputs)
+            else:
+                ordered = [o for _, o in sorted(self.parts, key=lambda p: p[0])]
+                self.future.set_result({k: np.concatenate([o[k] for o in ordered]) for k in ordered[0]})
+
+
+@dataclass(frozen=True)
+class _Piece:
+    task: _Task
+    start: int
+    stop: int
 
 
 class Batcher:
@@ -59,12 +81,13 @@ class Batcher:
 
     async def _collect(self) -> None:
         timeout = self._params.batch_timeout_micros / 1e6
+        capacity = self._params.execution_batch_size
         while True:
             if not self._queue:
                 self._wakeup.clear()
                 await self._wakeup.wait()
             deadline = self._queue[0].enqueued + timeout
-            while self._queued_rows < self._params.max_batch_size:
+            while self._queued_rows < capacity:
                 remaining = deadline - time.perf_counter()
                 if remaining <= 0:
                     break
@@ -73,22 +96,37 @@ class Batcher:
                     await asyncio.wait_for(self._wakeup.wait(), remaining)
                 except TimeoutError:
                     break
-            batch, rows = [], 0
-            while self._queue and rows + self._queue[0].rows <= self._params.max_batch_size:
-                task = self._queue.popleft()
-                batch.append(task)
-                rows += task.rows
-            self._queued_rows -= rows
+            batch = self._take(capacity)
+            self._queued_rows -= sum(p.stop - p.start for p in batch)
             await self._slots.acquire()
             asyncio.get_running_loop().create_task(self._execute(batch))
 
-    async def _execute(self, batch: list[_Task]) -> None:
+    def _take(self, capacity: int) -> list[_Piece]:
+        """Fill one batch from the queue's head, splitting the last task when that is allowed."""
+        batch: list[_Piece] = []
+        rows = 0
+        while self._queue and rows < capacity:
+            task = self._queue[0]
+            left = task.rows - task.taken
+            take = min(left, capacity - rows)
+            if take < left and not self._params.enable_large_batch_splitting:
+                break  # it waits for the next batch whole
+            batch.append(_Piece(task, task.taken, task.taken + take))
+            task.taken += take
+            rows += take
+            if task.taken == task.rows:
+                self._queue.popleft()
+        return batch
+
+    async def _execute(self, batch: list[_Piece]) -> None:
         try:
             start = time.perf_counter()
-            for t in batch:
-                metrics.queuing_latency.labels(POOL).observe((start - t.enqueued) * 1e6)
-            merged = {k: np.concatenate([t.inputs[k] for t in batch]) for k in batch[0].inputs}
-            metrics.batch_size.labels(POOL).observe(sum(t.rows for t in batch))
+            for p in batch:
+                if p.start == 0:  # queueing is counted once per task, from arrival to its first run
+                    metrics.queuing_latency.labels(POOL).observe((start - p.task.enqueued) * 1e6)
+            names = list(batch[0].task.inputs)
+            merged = {k: np.concatenate([p.task.inputs[k][p.start : p.stop] for p in batch]) for k in names}
+            metrics.batch_size.labels(POOL).observe(sum(p.stop - p.start for p in batch))
             loop = asyncio.get_running_loop()
             try:
                 run_start = time.perf_counter()
@@ -97,15 +135,15 @@ class Batcher:
                 for _ in batch:  # per request, as the real server counts it
                     metrics.runtime_latency.labels(self._model, "predict", "TF1").observe(run_us)
             except Exception as exc:  # one failed run fails every task in it, as in the real server
-                for t in batch:
-                    if not t.future.done():
-                        t.future.set_exception(exc)
+                for p in batch:
+                    if not p.task.future.done():
+                        p.task.future.set_exception(exc)
                 return
             offset = 0
-            for t in batch:
-                if not t.future.done():
-                    t.future.set_result({k: v[offset : offset + t.rows] for k, v in outputs.items()})
-                offset += t.rows
+            for p in batch:
+                n = p.stop - p.start
+                p.task.complete(p.start, {k: v[offset : offset + n] for k, v in outputs.items()})
+                offset += n
         finally:
             self._slots.release()
 

@@ -103,10 +103,20 @@ class Batching:
     batch_timeout_micros: int = 0
     max_enqueued_batches: int = 10
     num_batch_threads: int = 4
+    # With splitting, max_batch_size bounds a task (request) and max_execution_batch_size a run.
+    enable_large_batch_splitting: bool = False
+    max_execution_batch_size: int = 0  # 0: unset, i.e. max_batch_size
+
+    @property
+    def execution_batch_size(self) -> int:
+        """Rows one session run takes."""
+        if self.enable_large_batch_splitting and self.max_execution_batch_size:
+            return self.max_execution_batch_size
+        return self.max_batch_size
 
     @property
     def max_enqueued_rows(self) -> int:
-        return self.max_batch_size * self.max_enqueued_batches
+        return self.execution_batch_size * self.max_enqueued_batches
 
 
 def load_batching(path: str | Path | None) -> Batching:
@@ -123,9 +133,13 @@ def load_batching(path: str | Path | None) -> Batching:
         batch_timeout_micros=pick("batch_timeout_micros", d.batch_timeout_micros),
         max_enqueued_batches=pick("max_enqueued_batches", d.max_enqueued_batches),
         num_batch_threads=pick("num_batch_threads", d.num_batch_threads),
+        enable_large_batch_splitting=bool(p.enable_large_batch_splitting.value),
+        max_execution_batch_size=pick("max_execution_batch_size", d.max_execution_batch_size),
     )
     if min(batching.max_batch_size, batching.max_enqueued_batches, batching.num_batch_threads) < 1:
         raise ConfigError(f"batching parameters {path}: sizes and thread counts must be positive")
+    if batching.max_execution_batch_size > batching.max_batch_size:
+        raise ConfigError(f"batching parameters {path}: max_execution_batch_size exceeds max_batch_size")
     return batching
 
 

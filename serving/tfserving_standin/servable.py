@@ -20,6 +20,9 @@ WARMUP_PATH = Path("assets.extra") / "tf_serving_warmup_requests"
 MAX_WARMUP_RECORDS = 1000  # the real server's cap
 
 
+_KINDS = {"b": "booleans", "U": "strings", "S": "strings", "O": "mixed or null values"}
+
+
 class Signature:
     """A signature's tensors and a compiled callable for the full set of outputs."""
 
@@ -43,6 +46,11 @@ class Signature:
             raise invalid(f"input names {sorted(inputs)} do not match the signature's inputs {self.input_names}")
         out = {}
         for name, value in inputs.items():
+            want_dtype = np.dtype(self.dtypes[name])
+            got = np.asarray(value).dtype
+            if want_dtype.kind in "fiu" and got.kind not in "fiu":
+                # TF Serving refuses strings and booleans for a numeric tensor; numpy would convert them.
+                raise invalid(f"input '{name}' expects {want_dtype.name} values, got {_KINDS.get(got.kind, got.name)}")
             try:
                 arr = np.asarray(value, dtype=self.dtypes[name])
             except (TypeError, ValueError) as exc:

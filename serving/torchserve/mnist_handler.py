@@ -15,13 +15,17 @@ from typing import Any
 import numpy as np
 
 try:  # packed beside this file in the .mar (``--extra-files``)
-    from spec import INPUT_DIM, INPUT_NAME, NUM_CLASSES, OUTPUT_NAME  # type: ignore[import-not-found]
+    from spec import (  # type: ignore[import-not-found]
+        INPUT_DIM,
+        INPUT_NAME,
+        MAX_ROWS_PER_REQUEST,
+        NUM_CLASSES,
+        OUTPUT_NAME,
+    )
 except ImportError:  # imported from the repository (tests, tooling)
-    from mnist_serving.spec import INPUT_DIM, INPUT_NAME, NUM_CLASSES, OUTPUT_NAME
+    from mnist_serving.spec import INPUT_DIM, INPUT_NAME, MAX_ROWS_PER_REQUEST, NUM_CLASSES, OUTPUT_NAME
 
 log = logging.getLogger(__name__)
-
-MAX_ROWS_PER_REQUEST = 1024
 
 
 class BadRequest(ValueError):
@@ -44,9 +48,15 @@ def parse_rows(payload: Any) -> np.ndarray:
     if not isinstance(payload[0], list):
         payload = [payload]  # a single flat row
     try:
-        rows = np.asarray(payload, dtype=np.float32)
+        rows = np.asarray(payload)
     except (TypeError, ValueError) as exc:
         raise BadRequest(f"rows must be lists of {INPUT_DIM} numbers of equal length") from exc
+    if rows.dtype.kind not in "fiu":  # strings, booleans, null or ragged rows; numpy would convert some
+        kind = {"b": "booleans", "U": "strings"}.get(rows.dtype.kind)
+        raise BadRequest(
+            f"rows must be lists of {INPUT_DIM} numbers" + (f", not {kind}" if kind else " of equal length")
+        )
+    rows = rows.astype(np.float32, copy=False)
     if rows.ndim != 2 or rows.shape[1] != INPUT_DIM:
         raise BadRequest(f"each row must have {INPUT_DIM} numbers; got shape {list(rows.shape)}")
     if len(rows) > MAX_ROWS_PER_REQUEST:

@@ -20,6 +20,11 @@ def _values(v: object, n: int = 784) -> str:
     return "[" + ",".join([str(v)] * n) + "]"
 
 
+def _last(v: object, odd: str) -> str:
+    """A 784-value row whose last value is ``odd``."""
+    return "[" + ",".join([str(v)] * 783 + [odd]) + "]"
+
+
 def _image(fmt: str, size: tuple[int, int] = (50, 50), color: int = 255) -> bytes:
     buf = io.BytesIO()
     Image.new("L", size, color).save(buf, format=fmt)
@@ -39,6 +44,11 @@ JSON_CASES = [
     ("non-finite", _body(_values("1e400")), 422, "NaN or infinite"),
     ("nan", _body(_values("NaN")), 422, "NaN or infinite"),
     ("too-many-rows", _body(",".join([_values(0.0)] * 257)), 413, "257 rows"),
+    ("booleans", _body(_values("true")), 422, "row 0 holds a non-number at position 0: a boolean (true)"),
+    ("one-boolean", _body(_values(0.5) + "," + _last(0.5, "false")), 422, "row 1 holds a non-number at position 783"),
+    ("numeric-strings", _body(_values('"0.1"')), 422, 'row 0 holds a non-number at position 0: a string ("0.1")'),
+    ("null", _body(_last(0.0, "null")), 422, "row 0 holds a non-number at position 783: null"),
+    ("boolean-in-28x28", _body(str([[0.0] * 28] * 27 + [[0.0] * 27 + ["true"]]).replace("'", "")), 422, "a boolean"),
 ]
 
 
@@ -103,3 +113,9 @@ def test_unknown_route_is_json_404(gw: httpx.Client, gw_url: str) -> None:
 def test_gateway_survives_all_of_it(gw: httpx.Client, gw_url: str) -> None:
     assert gw.get(f"{gw_url}/healthz").status_code == 200
     assert gw.post(f"{gw_url}/v1/predict", json={"instances": [np.zeros(784).tolist()]}).status_code == 200
+
+
+def test_strings_elsewhere_in_the_body_do_not_reject_numbers(gw: httpx.Client, gw_url: str) -> None:
+    body = b'{"instances": [' + _values(0.0).encode() + b'], "note": "true"}'
+    r = gw.post(f"{gw_url}/v1/predict", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 200, r.text

@@ -35,6 +35,11 @@ def test_concurrent_requests_are_batched(http: httpx.Client, tf_url: str, rows: 
     assert runs_after - runs_before < 64, "every request ran alone: no batch formed"
 
 
-def test_oversized_request_is_rejected_like_the_real_server(http: httpx.Client, tf_url: str) -> None:
-    r = http.post(f"{tf_url}/v1/models/mnist:predict", json={"instances": [[0.0] * 784] * 33})
-    assert r.status_code == 400 and "larger than maximum input batch size 32" in r.json()["error"]
+def test_batching_config_states_the_shared_row_limits() -> None:
+    from mnist_serving.spec import MAX_EXECUTION_BATCH, MAX_ROWS_PER_REQUEST
+    from serving.native.tfserving import CONFIG_DIR
+    from serving.tfserving_standin.configs import load_batching
+
+    b = load_batching(CONFIG_DIR / "batching.config")
+    assert b.enable_large_batch_splitting
+    assert (b.max_batch_size, b.execution_batch_size) == (MAX_ROWS_PER_REQUEST, MAX_EXECUTION_BATCH)

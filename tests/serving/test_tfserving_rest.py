@@ -65,6 +65,8 @@ def test_named_instances(http: httpx.Client, tf_url: str, rows: np.ndarray) -> N
         ({"instances": [[0.1, 0.2]]}, "shape"),
         ({"instances": [[0.1] * 784, [0.1] * 783]}, "ragged"),
         ({"instances": [["a"] * 784]}, "float"),
+        ({"instances": [["0.1"] * 784]}, "got strings"),
+        ({"instances": [[True] * 784]}, "got booleans"),
         ({"instances": []}, "non-empty"),
         ({"rows": [[0.0] * 784]}, "instances"),
         ({"instances": [[0.0] * 784], "inputs": [[0.0] * 784]}, "exactly one"),

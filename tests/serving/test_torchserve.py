@@ -50,6 +50,8 @@ def test_bare_list_and_single_row(http: httpx.Client, ts_url: str, rows: np.ndar
         ({"instances": [[0.1] * 784, [0.1] * 10]}, "equal length"),
         ({"rows": []}, "instances"),
         (b"{oops", "not valid JSON"),
+        ({"instances": [[True] * 784]}, "not booleans"),
+        ({"instances": [["0.1"] * 784]}, "not strings"),
     ],
 )
 def test_bad_requests_are_400(http: httpx.Client, ts_url: str, body, needle: str) -> None:

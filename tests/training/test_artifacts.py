@@ -100,13 +100,14 @@ def test_report_written(artifacts: Path) -> None:
 def test_new_version_leaves_earlier_ones(artifacts: Path, test_split, tmp_path: Path) -> None:
     import shutil
 
+    from training.augment import Augmentation
     from training.hyperparams import HyperParams
     from training.train import run
 
     artifacts = Path(shutil.copytree(artifacts, tmp_path / "artifacts"))  # the session's copy stays as it is
 
     v1 = {k: manifest.sha256_path(p) for k, p in artifact_paths(artifacts, 1).items()}
-    run(artifacts, 2, HyperParams(epochs=1), test_split)
+    run(artifacts, 2, HyperParams(epochs=1), test_split, Augmentation(copies=1))
     assert {k: manifest.sha256_path(p) for k, p in artifact_paths(artifacts, 1).items()} == v1
     assert all(p.exists() for p in artifact_paths(artifacts, 2).values())
     versions = {a["model_version"] for a in json.loads((artifacts / "manifest.json").read_text())["artifacts"]}

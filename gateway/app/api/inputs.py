@@ -22,7 +22,7 @@ async def json_rows(request: Request, settings: Settings) -> np.ndarray:
     if ctype and ctype != "application/json" and not ctype.endswith("+json"):
         raise unsupported("unsupported_media_type", f"expected application/json, got {ctype}")
     body = await read_body(request, settings.max_body_bytes)
-    return decode_instances(parse_json(body), settings.max_rows)
+    return decode_instances(parse_json(body), settings.max_rows, raw=body)
 
 
 async def image_row(request: Request, settings: Settings) -> np.ndarray:

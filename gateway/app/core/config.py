@@ -9,7 +9,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mnist_serving import ports
-from mnist_serving.spec import ONNX_MODEL_NAME, STABLE_LABEL, TF_MODEL_NAME, TORCH_MODEL_NAME
+from mnist_serving.spec import MAX_ROWS_PER_REQUEST, ONNX_MODEL_NAME, STABLE_LABEL, TF_MODEL_NAME, TORCH_MODEL_NAME
 
 Protocol = Literal["rest", "grpc"]
 
@@ -42,15 +42,16 @@ class Settings(BaseSettings):
     breaker_failures: int = Field(5, ge=1, description="consecutive failures that open a backend's circuit")
     breaker_reset_s: float = Field(5.0, gt=0, description="seconds an open circuit waits before one probe")
 
-    # Larger requests are split into chunks of this many rows, sent concurrently: both servers'
-    # batching configs cap a batch at 32 rows (TF Serving refuses bigger requests outright).
-    backend_max_rows: int = Field(32, ge=1)
+    # Larger requests are split into chunks of this many rows, sent concurrently. Both servers take
+    # MAX_ROWS_PER_REQUEST rows and split them into runs themselves, so by default nothing is chunked;
+    # lower it for a backend configured with a smaller limit.
+    backend_max_rows: int = Field(MAX_ROWS_PER_REQUEST, ge=1)
 
     # `auto` routing: weight per backend name (the default sends everything to TF Serving).
     route_weights: dict[str, float] = {"tfserving": 1.0}
 
     # Input limits
-    max_rows: int = Field(256, ge=1)
+    max_rows: int = Field(MAX_ROWS_PER_REQUEST, ge=1)
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     max_image_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     max_image_pixels: int = Field(16_000_000, ge=784)

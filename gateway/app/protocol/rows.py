@@ -1,8 +1,13 @@
 """``{"instances": [row, ...]}`` to a float32 [n, 784] array.
 
-orjson parses and numpy checks the whole batch at once; a per-float pydantic model costs ~140 µs
-for one 784-value row (see benchmarks/validation.py). Only on failure do we walk the rows to name
-the one that is wrong.
+orjson parses and numpy checks the whole batch at once; a per-float pydantic model costs more
+(see benchmarks/validation.py). Only on failure do we walk the rows to name the one that is wrong.
+
+numpy turns ``true`` into 1.0 and ``"0.1"`` into 0.1 without a word, while TF Serving rejects both
+for a float tensor. Rather than look at 784 Python objects per row, the raw body after the
+"instances" key is searched for the first byte of the only JSON tokens that can carry them (a quote,
+``t``rue, ``f``alse, ``n``ull): a body of numbers has none, so the valid path pays four memchr
+scans, and the rows are walked only when one shows up.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ def parse_json(raw: bytes) -> Any:
             raise bad_request("invalid_json", f"body is not valid JSON: {exc}") from exc
 
 
-def decode_instances(body: Any, max_rows: int) -> np.ndarray:
+def decode_instances(body: Any, max_rows: int, raw: bytes | None = None) -> np.ndarray:
+    """``raw``: the JSON text ``body`` was parsed from, for the fast type check (else rows are walked)."""
     if not isinstance(body, dict) or "instances" not in body:
         raise unprocessable("missing_instances", 'body must be a JSON object with an "instances" list')
     instances = body["instances"]
@@ -37,6 +43,8 @@ def decode_instances(body: Any, max_rows: int) -> np.ndarray:
         raise unprocessable("empty_instances", '"instances" must be a non-empty list of rows')
     if len(instances) > max_rows:
         raise too_large("too_many_rows", f"{len(instances)} rows in one request; the limit is {max_rows}")
+    if raw is None or may_hold_non_numbers(raw):
+        _check_types(instances)
     try:
         arr = np.asarray(instances, dtype=np.float32)
     except (TypeError, ValueError):
@@ -46,6 +54,47 @@ def decode_instances(body: Any, max_rows: int) -> np.ndarray:
     if arr.ndim != 2 or arr.shape[1] != INPUT_DIM:
         raise _explain(instances)
     return check_values(arr)
+
+
+_KEY = b'"instances"'
+
+
+def may_hold_non_numbers(raw: bytes) -> bool:
+    """False only when nothing after the "instances" key can start a string, true, false or null.
+
+    One memchr per byte (``bytes.find``) is ~0.2 µs on a 15 KB row; ``b"true" in raw`` is ~10 µs.
+    """
+    start = raw.find(_KEY)
+    if start < 0:
+        return True
+    start += len(_KEY)
+    return (
+        raw.find(b'"', start) >= 0
+        or raw.find(b"t", start) >= 0
+        or raw.find(b"f", start) >= 0
+        or (raw.find(b"n", start) >= 0)
+    )
+
+
+_JSON_TYPE = {str: "a string", bool: "a boolean", type(None): "null", dict: "an object"}
+
+
+def _check_types(instances: list[Any]) -> None:
+    """422 naming the first row holding a value that is not a JSON number (rows of numbers pass)."""
+    for i, row in enumerate(instances):
+        if not isinstance(row, list):
+            continue  # a shape problem, reported by _explain
+        for j, v in enumerate(row):
+            values = v if type(v) is list else (v,)  # 28 rows of 28, or 784 numbers
+            for value in values:
+                kind = type(value)
+                if kind is not float and kind is not int and kind is not list:
+                    what = _JSON_TYPE.get(kind, kind.__name__)
+                    raise unprocessable(
+                        "not_a_number",
+                        f"row {i} holds a non-number at position {j}: {what} ({orjson.dumps(value).decode()}); "
+                        "pixel values must be JSON numbers, not strings, booleans or null",
+                    )
 
 
 def check_values(arr: np.ndarray) -> np.ndarray:
@@ -76,7 +125,7 @@ def _explain(instances: list[Any]) -> APIError:
             if len(row) != INPUT_DIM:
                 return unprocessable("wrong_length", f"row {i} has {len(row)} values; each row must be {want}")
             flat = row
-        bad = [v for v in flat if not isinstance(v, (int, float))]
+        bad = [v for v in flat if type(v) not in (int, float)]
         if bad:
             return unprocessable("not_a_number", f"row {i} holds a non-number ({bad[0]!r}); values must be numbers")
     return unprocessable("wrong_shape", f"rows mix shapes; each row must be {want}")
