@@ -10,7 +10,7 @@ VERSION ?= 1
 TRAIN_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup train test lint serve serve-models mar bench-servers bench-gateway bench-validation load locust-ui up up-gpu down k8s-render deploy k8s-load clean
+.PHONY: help setup train test test-containers lint serve serve-models mar bench-servers bench-gateway bench-validation load locust-ui up up-gpu up-offline load-compose down k8s-render deploy k8s-load clean
 
 help: ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -50,10 +50,10 @@ serve: $(ARTIFACTS)/manifest.json ## run the whole stack natively: both model se
 bench-servers: $(ARTIFACTS)/manifest.json ## benchmark: each server hit directly (p50/p99, req/s at 1, 8, 32 users)
 	$(PY) -m benchmarks.servers --artifacts $(ARTIFACTS)
 
-bench-gateway: $(ARTIFACTS)/manifest.json ## benchmark: direct vs through the gateway, per backend
-	$(PY) -m benchmarks.gateway --artifacts $(ARTIFACTS)
+bench-gateway: $(ARTIFACTS)/manifest.json ## benchmark: the gateway hop vs a bare proxy, REST vs gRPC; BENCH_ARGS=--backend torchserve
+	$(PY) -m benchmarks.gateway --artifacts $(ARTIFACTS) $(BENCH_ARGS)
 
-bench-validation: $(STAMP) ## benchmark: request validation, orjson+numpy vs pydantic
+bench-validation: $(STAMP) ## benchmark: request decoding, the type scan, strict pydantic
 	$(PY) -m benchmarks.validation
 
 load: $(ARTIFACTS)/manifest.json ## Locust matrix (targets x 1/8/32 users) -> reports/<time>/report.md; LOAD_ARGS=...
@@ -62,18 +62,34 @@ load: $(ARTIFACTS)/manifest.json ## Locust matrix (targets x 1/8/32 users) -> re
 locust-ui: $(STAMP) ## Locust's web UI on 127.0.0.1:8089 (start the stack with `make serve` first)
 	$(VENV)/bin/locust -f load_tests/locustfile.py --web-host 127.0.0.1
 
-COMPOSE := $(VENV)/bin/docker-compose
+# The compose plugin when the engine has it, else a standalone docker-compose (on PATH or in .venv).
+COMPOSE ?= $(shell if docker compose version >/dev/null 2>&1; then echo "docker compose"; \
+	elif command -v docker-compose >/dev/null 2>&1; then echo docker-compose; else echo $(VENV)/bin/docker-compose; fi)
+OFFLINE_FILES := -f docker-compose.yml -f docker-compose.standin.yml
 KUSTOMIZE := $(VENV)/bin/kubectl kustomize --load-restrictor LoadRestrictionsNone
 OVERLAY ?= cpu
 
-up: $(ARTIFACTS)/manifest.json ## docker compose: build images and start the stack (needs a Docker engine)
-	docker compose up -d --build
+up: $(ARTIFACTS)/manifest.json ## docker compose: build images and start the stack (real TF Serving image; needs Docker Hub)
+	$(COMPOSE) up -d --build
 
 up-gpu: $(ARTIFACTS)/manifest.json ## docker compose on NVIDIA GPUs (docker-compose.gpu.yml)
-	docker compose -f docker-compose.yml -f docker-compose.gpu.yml up -d --build
+	$(COMPOSE) -f docker-compose.yml -f docker-compose.gpu.yml up -d --build
 
-down: ## docker compose: stop and remove the stack
-	docker compose --profile load down
+up-offline: $(ARTIFACTS)/manifest.json $(STAMP) ## compose without Docker Hub or an index in builds: TF Serving stand-in, offline images
+	$(PY) -m containers.offline all
+	$(COMPOSE) $(OFFLINE_FILES) up -d --no-build
+
+load-compose: ## the compose `load` profile (Locust master + 2 workers, headless) -> reports/compose/
+	mkdir -p reports/compose && chmod 0777 reports/compose
+	$(COMPOSE) $(if $(wildcard .wheelhouse),$(OFFLINE_FILES)) --profile load up --no-build --exit-code-from locust-master locust-master locust-worker
+
+down: ## docker compose: stop and remove the stack (either variant, load profile included)
+	$(COMPOSE) $(OFFLINE_FILES) --profile load down -v --remove-orphans
+
+test-containers: $(ARTIFACTS)/manifest.json $(STAMP) ## the compose stack for real: engine, offline builds, health, predictions, crash, stop, load
+	$(PY) -m containers.engine start
+	CONTAINER_TESTS=1 $(PY) -m pytest tests/containers -s; status=$$?; \
+	$(PY) -m containers.engine stop; exit $$status
 
 k8s-render: $(STAMP) ## render the Kubernetes manifests of OVERLAY (cpu or gpu) to stdout
 	@$(KUSTOMIZE) k8s/overlays/$(OVERLAY)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from benchmarks.runner import run, table
 from benchmarks.targets import server_targets
+from serving.native.process import exit_on_sigterm
 from serving.native.settings import ServingPorts
 from serving.native.stack import ServingStack, running
 from training.data import load_split
@@ -26,6 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--duration", type=float, default=10.0, help="measured seconds per run (default: %(default)s)")
     p.add_argument("--use-running", action="store_true", help="benchmark servers already started by `make serve`")
     args = p.parse_args(argv)
+    exit_on_sigterm()
     levels = [int(c) for c in args.concurrency.split(",")]
     row = load_split().x_test[0]
 

@@ -128,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--artifacts", type=Path, default=Path("artifacts"))
     p.add_argument("--out", type=Path, default=None, help="report folder (default: reports/<time>)")
     args = p.parse_args(argv)
+    from serving.native.process import exit_on_sigterm
+
+    exit_on_sigterm()
     targets = [BY_NAME[t] for t in args.targets.split(",")]
     levels = [int(u) for u in args.users.split(",")]
     out = args.out or Path("reports") / time.strftime("%Y%m%d-%H%M%S")

@@ -77,14 +77,15 @@ class DataPlane:
             raise APIError(400, "unknown_backend", f"unknown backend {name!r}; choose from {[AUTO, *self.clients]}")
         return name
 
-    async def infer(self, backend: str, rows: np.ndarray) -> Result:
+    async def infer(self, backend: str, rows: np.ndarray, json_body: bytes | None = None) -> Result:
+        """``json_body``: the request's own JSON, when a REST backend can take it unchanged."""
         if backend != AUTO:
-            return await self._call(backend, rows)
+            return await self._call(backend, rows, json_body)
         order = self._route_order()
         first_error: BackendError | None = None
         for name in order:
             try:
-                result = await self._call(name, rows)
+                result = await self._call(name, rows, json_body)
             except (BackendRejected, BackendTimeout):
                 raise  # a bad request stays bad elsewhere; a timeout already spent the time budget
             except BackendError as exc:
@@ -104,34 +105,34 @@ class DataPlane:
         rest = sorted((n for n in self.clients if n != chosen), key=lambda n: -self.weights.get(n, 0.0))
         return [chosen, *rest]
 
-    async def _call(self, name: str, rows: np.ndarray) -> Result:
+    async def _call(self, name: str, rows: np.ndarray, json_body: bytes | None = None) -> Result:
         breaker = self.breakers[name]
         if not breaker.allow():
-            self.metrics.backend_errors.labels(name, "circuit_open").inc()
+            self.metrics.backend_error(name, "circuit_open")
             raise BackendUnavailable(
                 name, f"circuit open after repeated failures; next probe in {breaker.retry_after():.1f} s"
             )
         start = time.perf_counter()
         try:
             if len(rows) <= self.max_rows:
-                prediction = await self._predict_once(name, rows)
+                prediction = await self._predict_once(name, rows, json_body)
             else:
                 chunks = [rows[i : i + self.max_rows] for i in range(0, len(rows), self.max_rows)]
                 parts = await asyncio.gather(*(self._predict_once(name, c) for c in chunks))
                 prediction = Prediction(np.concatenate([p.probabilities for p in parts]), parts[0].model_version)
         except BackendRejected as exc:
             breaker.success()  # the backend is alive; the request was the problem
-            self.metrics.backend_errors.labels(name, exc.kind).inc()
+            self.metrics.backend_error(name, exc.kind)
             raise
         except BackendError as exc:
             breaker.failure()
-            self.metrics.backend_errors.labels(name, exc.kind).inc()
+            self.metrics.backend_error(name, exc.kind)
             self._mark(name, up=breaker.state == "closed")
             raise
         breaker.success()
         self._mark(name, up=True)
         elapsed = time.perf_counter() - start
-        self.metrics.backend_latency.labels(name).observe(elapsed)
+        self.metrics.observe_backend(name, elapsed)
         return Result(name, prediction, elapsed * 1e3)
 
     def _mark(self, name: str, *, up: bool) -> None:
@@ -140,17 +141,18 @@ class DataPlane:
             self._up[name] = up
             self.metrics.backend_up.labels(name).set(1 if up else 0)
 
-    async def _predict_once(self, name: str, rows: np.ndarray) -> Prediction:
+    async def _predict_once(self, name: str, rows: np.ndarray, json_body: bytes | None = None) -> Prediction:
         client = self.clients[name]
         try:
-            return await client.predict(rows)
+            return await client.predict(rows, json_body)
         except BackendError as exc:
             if not exc.retryable:
                 raise
-            return await client.predict(rows)  # nothing reached the model: one retry is safe
+            return await client.predict(rows, json_body)  # nothing reached the model: one retry is safe
 
-    async def compare(self, rows: np.ndarray, backends: list[str]) -> dict[str, Any]:
-        outcomes = await asyncio.gather(*(self._call(b, rows) for b in backends), return_exceptions=True)
+    async def compare(self, rows: np.ndarray, backends: list[str], json_body: bytes | None = None) -> dict[str, Any]:
+        calls = (self._call(b, rows, json_body) for b in backends)
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
         results: dict[str, Any] = {}
         labels = []
         for name, outcome in zip(backends, outcomes, strict=True):

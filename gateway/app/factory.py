@@ -11,9 +11,9 @@ from gateway.app.core.config import Settings
 
 
 def build_clients(s: Settings) -> dict[str, BackendClient]:
-    timeout, status_timeout = s.backend_timeout_s, s.status_timeout_s
+    timeout, status_timeout, pool = s.backend_timeout_s, s.status_timeout_s, s.backend_pool
     tf_rest = TFServingRESTClient(
-        "tfserving", s.tfserving_url, s.tfserving_model, s.tfserving_version_label, timeout, status_timeout
+        "tfserving", s.tfserving_url, s.tfserving_model, s.tfserving_version_label, timeout, status_timeout, pool
     )
     tf: BackendClient = tf_rest
     if s.tfserving_protocol == "grpc":
@@ -26,5 +26,5 @@ def build_clients(s: Settings) -> dict[str, BackendClient]:
         if s.torchserve_protocol == "grpc":
             clients[name] = TorchServeGRPCClient(name, s.torchserve_grpc_address, model, timeout, status)
         else:
-            clients[name] = TorchServeRESTClient(name, s.torchserve_url, model, timeout, status)
+            clients[name] = TorchServeRESTClient(name, s.torchserve_url, model, timeout, status, pool)
     return clients

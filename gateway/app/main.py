@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gateway.app.api.deps import api_key_check
 from gateway.app.api.encode import ORJSONResponse
 from gateway.app.api.routes import backends, compare, health, page, predict
 from gateway.app.clients.base import BackendError
@@ -33,6 +35,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.dataplane = DataPlane(settings, build_clients(settings), metrics)
+        # Everything imported and built so far lives as long as the process: keep it out of the
+        # garbage collector's full passes, which would otherwise walk it again and again under load.
+        gc.freeze()
         log.info(
             "gateway ready",
             extra={"backends": app.state.dataplane.names, "auth": "api-key" if settings.api_key_set else "open"},
@@ -40,16 +45,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         await app.state.dataplane.aclose()
 
+    # FastAPI's native OpenTelemetry checks for configured providers on every request; opt in.
+    otel = settings.otel
     app = FastAPI(
         title="mnist-serving gateway",
         version="1.0",
         lifespan=lifespan,
         default_response_class=ORJSONResponse,
         description="One prediction API in front of TensorFlow Serving and TorchServe.",
+        telemetry=None if otel else {"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.metrics = metrics
-    for router in (predict.router, compare.router, backends.router, health.router, page.router):
+    # The key check is attached only when keys are set: an open API pays nothing for it.
+    keys = settings.api_key_set
+    guarded = [Depends(api_key_check(keys))] if keys else []
+    for router in (predict.router, compare.router, backends.router):
+        app.include_router(router, dependencies=guarded)
+    for router in (health.router, page.router):  # probes, metrics and the page stay open
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=page.STATIC), name="static")
     _install_error_handlers(app)

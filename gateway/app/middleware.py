@@ -1,9 +1,14 @@
-"""Pure ASGI middleware (BaseHTTPMiddleware costs ~100 µs a request): request id, size limit, metrics."""
+"""Pure ASGI middleware (BaseHTTPMiddleware costs ~100 µs a request): request id, size limit, metrics.
+
+It runs on every request, so it does little: one pass over the headers, a request id from a
+per-process random prefix and a counter (unique, and cheaper than uuid4), pre-bound metric children.
+"""
 
 from __future__ import annotations
 
+import itertools
+import os
 import time
-import uuid
 from typing import Any
 
 import orjson
@@ -13,40 +18,49 @@ from gateway.app.core.logging import request_id
 from gateway.app.core.metrics import GatewayMetrics
 
 REQUEST_ID_HEADER = b"x-request-id"
-_KNOWN_ROUTES = {
-    "/v1/predict",
-    "/v1/predict/image",
-    "/v1/compare",
-    "/v1/backends",
-    "/healthz",
-    "/readyz",
-    "/metrics",
-    "/",
-}
+_KNOWN_ROUTES = frozenset(
+    {"/v1/predict", "/v1/predict/image", "/v1/compare", "/v1/backends", "/healthz", "/readyz", "/metrics", "/"}
+)
+
+
+def _route(path: str) -> str:
+    if path in _KNOWN_ROUTES:
+        return path
+    return "/static" if path.startswith("/static/") else "other"
 
 
 class GatewayMiddleware:
     def __init__(self, app: ASGIApp, metrics: GatewayMetrics, max_body_bytes: int):
         self.app, self.metrics, self.max_body_bytes = app, metrics, max_body_bytes
+        self._id_prefix = os.urandom(8).hex()  # 16 hex digits; with the 16-digit counter, 32 like a uuid
+        self._ids = itertools.count()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        headers = dict(scope["headers"])
-        rid = headers.get(REQUEST_ID_HEADER, b"").decode("latin-1")[:128] or uuid.uuid4().hex
+        rid = ""
+        length = None
+        for key, value in scope["headers"]:
+            if key == REQUEST_ID_HEADER:
+                rid = value.decode("latin-1")[:128]
+            elif key == b"content-length":
+                length = value
+        if not rid:
+            rid = f"{self._id_prefix}{next(self._ids):016x}"
+        rid_header = (REQUEST_ID_HEADER, rid.encode("latin-1"))
         token = request_id.set(rid)
-        status_holder = {"status": 500}
+        status = 500
 
         async def send_wrapper(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
-                status_holder["status"] = message["status"]
-                message["headers"] = [*message.get("headers", []), (REQUEST_ID_HEADER, rid.encode("latin-1"))]
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), rid_header]
             await send(message)
 
         try:
-            length = headers.get(b"content-length")
             if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
                 await _reject(
                     send_wrapper,
@@ -57,11 +71,9 @@ class GatewayMiddleware:
                 return
             await self.app(scope, receive, send_wrapper)
         finally:
-            path = scope["path"]
-            route = path if path in _KNOWN_ROUTES else ("/static" if path.startswith("/static/") else "other")
-            backend = scope.get("state", {}).get("backend", "-")
-            self.metrics.requests.labels(route, backend, str(status_holder["status"])).inc()
-            self.metrics.latency.labels(route, backend).observe(time.perf_counter() - start)
+            state = scope.get("state")
+            backend = state.get("backend", "-") if state else "-"
+            self.metrics.observe_request(_route(scope["path"]), backend, status, time.perf_counter() - start)
             request_id.reset(token)
 
 

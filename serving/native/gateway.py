@@ -11,7 +11,7 @@ from serving.native.process import ManagedProcess
 from serving.native.settings import REPO, ServingPorts
 
 
-def launcher(run_dir: Path, ports: ServingPorts) -> ManagedProcess:
+def launcher(run_dir: Path, ports: ServingPorts, name: str = "gateway") -> ManagedProcess:
     env = {
         "GATEWAY_PORT": str(ports.gateway),
         "GATEWAY_TFSERVING_URL": f"http://127.0.0.1:{ports.tfserving_rest}",
@@ -20,7 +20,7 @@ def launcher(run_dir: Path, ports: ServingPorts) -> ManagedProcess:
         "GATEWAY_TORCHSERVE_MANAGEMENT_URL": f"http://127.0.0.1:{ports.torchserve_management}",
         "GATEWAY_TORCHSERVE_GRPC_ADDRESS": f"127.0.0.1:{ports.torchserve_grpc_inference}",
     }
-    return ManagedProcess("gateway", [sys.executable, "-m", "gateway.app"], run_dir / "gateway.log", env=env, cwd=REPO)
+    return ManagedProcess(name, [sys.executable, "-m", "gateway.app"], run_dir / f"{name}.log", env=env, cwd=REPO)
 
 
 def ready(ports: ServingPorts) -> bool:

@@ -18,6 +18,17 @@ class StartError(RuntimeError):
     pass
 
 
+def exit_on_sigterm() -> None:
+    """Make SIGTERM unwind like Ctrl-C, so context managers stop the servers a tool started
+    (by default SIGTERM ends Python at once, leaving its children, which run in sessions of
+    their own, behind)."""
+
+    def _exit(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)
+
+
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -2,7 +2,8 @@
 
 TorchServe hands ``handle`` a list of requests (server-side batching). Every valid row of every
 request runs in one forward pass; a malformed request gets its own 400 and does not fail its
-batch-mates. Bodies: ``{"instances": [[784 floats], ...]}``, a bare list of rows, or one row.
+batch-mates. Bodies: ``{"instances": [[784 floats], ...]}``, a bare list of rows, or one row; or a
+binary ``tensor`` input of float32 rows (gRPC), answered with float32 probabilities.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ except ImportError:  # imported from the repository (tests, tooling)
     from mnist_serving.spec import INPUT_DIM, INPUT_NAME, MAX_ROWS_PER_REQUEST, NUM_CLASSES, OUTPUT_NAME
 
 log = logging.getLogger(__name__)
+
+# A request input with this name holds the rows as little-endian float32 bytes (the gateway's gRPC
+# client sends it), and its answer is the probabilities the same way: no JSON on either side.
+TENSOR_INPUT = "tensor"
 
 
 class BadRequest(ValueError):
@@ -59,6 +64,20 @@ def parse_rows(payload: Any) -> np.ndarray:
     rows = rows.astype(np.float32, copy=False)
     if rows.ndim != 2 or rows.shape[1] != INPUT_DIM:
         raise BadRequest(f"each row must have {INPUT_DIM} numbers; got shape {list(rows.shape)}")
+    if len(rows) > MAX_ROWS_PER_REQUEST:
+        raise BadRequest(f"at most {MAX_ROWS_PER_REQUEST} rows per request; got {len(rows)}")
+    if not np.isfinite(rows).all():
+        raise BadRequest("rows contain NaN or infinity")
+    return rows
+
+
+def parse_tensor(payload: Any) -> np.ndarray:
+    """A binary ``tensor`` input (gRPC): rows of INPUT_DIM little-endian float32 values."""
+    raw = bytes(payload)
+    row_bytes = INPUT_DIM * 4
+    if not raw or len(raw) % row_bytes:
+        raise BadRequest(f"tensor must hold whole rows of {INPUT_DIM} float32 values; got {len(raw)} bytes")
+    rows = np.frombuffer(raw, dtype="<f4").reshape(-1, INPUT_DIM)
     if len(rows) > MAX_ROWS_PER_REQUEST:
         raise BadRequest(f"at most {MAX_ROWS_PER_REQUEST} rows per request; got {len(rows)}")
     if not np.isfinite(rows).all():
@@ -118,11 +137,17 @@ class MnistHandler:
 
     def handle(self, data: list[dict[str, Any]], context: Any) -> list[Any]:
         parsed: list[np.ndarray | None] = []
+        binary: list[bool] = []
         responses: list[Any] = [None] * len(data)
         for i, request in enumerate(data):
-            body = request.get("body") if request.get("body") is not None else request.get("data")
+            tensor = request.get(TENSOR_INPUT)
+            binary.append(tensor is not None)
             try:
-                parsed.append(parse_rows(body))
+                if tensor is not None:
+                    parsed.append(parse_tensor(tensor))
+                else:
+                    body = request.get("body") if request.get("body") is not None else request.get("data")
+                    parsed.append(parse_rows(body))
             except BadRequest as exc:
                 parsed.append(None)
                 context.set_response_status(code=400, phrase="Bad Request", idx=i)
@@ -135,10 +160,16 @@ class MnistHandler:
             offset = 0
             for i, rows in enumerate(parsed):
                 if rows is not None:
-                    responses[i] = _json({"predictions": probs[offset : offset + len(rows)].tolist()})
+                    part = probs[offset : offset + len(rows)]
+                    responses[i] = (
+                        np.ascontiguousarray(part, dtype="<f4").tobytes()
+                        if binary[i]
+                        else _json({"predictions": part.tolist()})
+                    )
                     offset += len(rows)
         for i in range(len(data)):
-            context.set_response_content_type(i, "application/json")
+            ok_binary = binary[i] and parsed[i] is not None
+            context.set_response_content_type(i, "application/octet-stream" if ok_binary else "application/json")
             # How many requests shared this forward pass: makes server-side batching observable.
             context.set_response_header(i, "X-Batch-Requests", str(len(data)))
         return responses

@@ -1,43 +1,65 @@
-"""Typed dependencies for the routes. All async: FastAPI runs a plain `def` dependency in a threadpool."""
+"""What the routes need from the app, without per-request dependency injection.
+
+FastAPI resolves ``Depends`` on every request (measured: ~40 % of the gateway's own CPU per request
+with four of them), so the data plane and settings are read from ``app.state`` by plain functions.
+The API-key check is the one real dependency, and the app attaches it only when keys are set.
+"""
 
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from collections.abc import Callable, Coroutine
+from typing import Any
 
-from fastapi import Depends, Request
+from fastapi import Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import ClientDisconnect
 
 from gateway.app.core.config import Settings
 from gateway.app.core.errors import APIError, too_large
 from gateway.app.dataplane import DataPlane
 
 
-async def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
+def settings_of(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
 
 
-async def get_dataplane(request: Request) -> DataPlane:
-    return request.app.state.dataplane
+def dataplane_of(request: Request) -> DataPlane:
+    dataplane: DataPlane = request.app.state.dataplane
+    return dataplane
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-DataPlaneDep = Annotated[DataPlane, Depends(get_dataplane)]
+# Declared as security schemes, so the OpenAPI docs show both ways to send a key.
+_bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <key>")
+_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="X-API-Key: <key>")
 
 
-async def require_api_key(request: Request, settings: SettingsDep) -> None:
-    """Open when no keys are configured; else ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``."""
-    keys = settings.api_key_set
-    if not keys:
-        return
-    auth = request.headers.get("authorization", "")
-    given = auth[7:].strip() if auth.lower().startswith("bearer ") else request.headers.get("x-api-key", "")
-    if not given or not any(hmac.compare_digest(given, k) for k in keys):
-        raise APIError(401, "unauthorized", "a valid API key is required (Authorization: Bearer or X-API-Key)")
+def api_key_check(keys: frozenset[str]) -> Callable[..., Coroutine[Any, Any, None]]:
+    """A dependency accepting ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``."""
+
+    async def require_api_key(
+        bearer: HTTPAuthorizationCredentials | None = Security(_bearer),  # noqa: B008
+        header: str | None = Security(_header),
+    ) -> None:
+        given = bearer.credentials if bearer else (header or "")
+        if not given or not any(hmac.compare_digest(given, k) for k in keys):
+            raise APIError(401, "unauthorized", "a valid API key is required (Authorization: Bearer or X-API-Key)")
+
+    return require_api_key
 
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, refusing more than ``limit`` bytes whether or not Content-Length was sent."""
-    chunks, size = [], 0
+    first = await request.receive()
+    if first["type"] == "http.disconnect":
+        raise ClientDisconnect()
+    body: bytes = first.get("body", b"")
+    if not first.get("more_body"):  # the usual case: one message
+        if len(body) > limit:
+            raise too_large("body_too_large", f"request body exceeds {limit} bytes")
+        return body
+    chunks, size = [body], len(body)
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:

@@ -10,19 +10,18 @@ from gateway.app.api.deps import read_body
 from gateway.app.core.config import Settings
 from gateway.app.core.errors import too_large, unprocessable, unsupported
 from gateway.app.protocol.image import decode_image
-from gateway.app.protocol.rows import decode_instances, parse_json
+from gateway.app.protocol.rows import Instances, decode_request
 
 
 def content_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-async def json_rows(request: Request, settings: Settings) -> np.ndarray:
+async def json_rows(request: Request, settings: Settings) -> Instances:
     ctype = content_type(request)
     if ctype and ctype != "application/json" and not ctype.endswith("+json"):
         raise unsupported("unsupported_media_type", f"expected application/json, got {ctype}")
-    body = await read_body(request, settings.max_body_bytes)
-    return decode_instances(parse_json(body), settings.max_rows, raw=body)
+    return decode_request(await read_body(request, settings.max_body_bytes), settings.max_rows)
 
 
 async def image_row(request: Request, settings: Settings) -> np.ndarray:

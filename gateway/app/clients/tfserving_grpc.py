@@ -21,7 +21,7 @@ class TFServingGRPCClient:
         self._channel, self._predict = unary_stub(address, protos.TF_PREDICT, protos.PredictResponse)
         self._status = status  # readiness and version over REST, where TF Serving reports the implementation
 
-    async def predict(self, rows: np.ndarray) -> Prediction:
+    async def predict(self, rows: np.ndarray, json_body: bytes | None = None) -> Prediction:
         request = protos.PredictRequest()
         request.model_spec.name = self._model
         request.model_spec.signature_name = SIGNATURE_NAME

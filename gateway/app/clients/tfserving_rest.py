@@ -5,39 +5,33 @@ from __future__ import annotations
 import numpy as np
 import orjson
 
-from gateway.app.clients.base import (
-    BackendError,
-    Prediction,
-    Status,
-    call_http,
-    check_probabilities,
-    http_error,
-    http_session,
-)
+from gateway.app.clients.base import BackendError, Prediction, Status, call_http, check_probabilities, http_error
+from gateway.app.clients.http1 import HTTPPool
 from mnist_serving.spec import OUTPUT_NAME
 
 STANDIN_HEADER = "x-tfserving-implementation"
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
 
 
 class TFServingRESTClient:
     protocol = "rest"
 
-    def __init__(self, name: str, url: str, model: str, label: str, timeout: float, status_timeout: float):
+    def __init__(self, name: str, url: str, model: str, label: str, timeout: float, status_timeout: float, pool: int):
         self.name, self.address = name, url
-        base = f"{url.rstrip('/')}/v1/models/{model}"
-        self._model_url = f"{base}/labels/{label}" if label else base
-        self._predict_url = f"{self._model_url}:predict"
-        self._session = http_session(timeout)
-        self._status_timeout = status_timeout
+        model_path = f"/v1/models/{model}" + (f"/labels/{label}" if label else "")
+        self._pool = HTTPPool(url, pool, connect_timeout=timeout)
+        self._predict = self._pool.head("POST", f"{model_path}:predict")
+        self._status_head = self._pool.head("GET", model_path, content_type=None)
+        self._timeout, self._status_timeout = timeout, status_timeout
         self._version = ""
 
-    async def predict(self, rows: np.ndarray) -> Prediction:
-        body = orjson.dumps({"instances": rows}, option=orjson.OPT_SERIALIZE_NUMPY)
-        r = await call_http(self.name, self._session, "POST", self._predict_url, body)
-        payload = _json(self.name, r.content)
+    async def predict(self, rows: np.ndarray, json_body: bytes | None = None) -> Prediction:
+        body = json_body if json_body is not None else orjson.dumps({"instances": rows}, option=_NUMPY)
+        r = await call_http(self.name, self._pool, self._predict, body, self._timeout)
+        payload = _json(self.name, r.body)
         if r.status != 200:
             message = payload.get("error", "") if isinstance(payload, dict) else ""
-            raise http_error(self.name, r.status, str(message) or repr(r.content[:200]))
+            raise http_error(self.name, r.status, str(message) or repr(r.body[:200]))
         if not isinstance(payload, dict) or "predictions" not in payload:
             raise BackendError(self.name, "response has no 'predictions'")
         predictions = payload["predictions"]
@@ -49,12 +43,12 @@ class TFServingRESTClient:
 
     async def status(self) -> Status:
         try:
-            r = await call_http(self.name, self._session, "GET", self._model_url, timeout=self._status_timeout)
+            r = await call_http(self.name, self._pool, self._status_head, None, self._status_timeout)
         except BackendError as exc:
             return Status(False, detail=exc.message)
         implementation = "standin" if r.headers.get(STANDIN_HEADER) == "standin" else "real"
         try:
-            states = orjson.loads(r.content)["model_version_status"]
+            states = orjson.loads(r.body)["model_version_status"]
         except (orjson.JSONDecodeError, KeyError, TypeError):
             return Status(False, implementation=implementation, detail=f"HTTP {r.status}")
         available = [s["version"] for s in states if s.get("state") == "AVAILABLE"]
@@ -63,7 +57,7 @@ class TFServingRESTClient:
         return Status(bool(available), self._version or None, implementation)
 
     async def aclose(self) -> None:
-        await self._session.close()
+        await self._pool.aclose()
 
 
 def _json(backend: str, content: bytes) -> object:

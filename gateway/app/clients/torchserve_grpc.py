@@ -1,15 +1,21 @@
-"""TorchServe over gRPC: ``InferenceAPIsService/Predictions`` with the same JSON body as REST."""
+"""TorchServe over gRPC: ``InferenceAPIsService/Predictions`` with the rows as a binary tensor.
+
+The input ``tensor`` holds the rows as little-endian float32 bytes, and the project's handler
+answers with the probabilities the same way: no JSON is encoded or parsed on either side.
+"""
 
 from __future__ import annotations
 
 import grpc
 import numpy as np
-import orjson
 
 from gateway.app.clients import protos
-from gateway.app.clients.base import Prediction, Status
+from gateway.app.clients.base import BackendError, Prediction, Status
 from gateway.app.clients.grpc_common import raise_for, unary_stub
-from gateway.app.clients.torchserve_rest import TorchServeStatus, parse_torchserve
+from gateway.app.clients.torchserve_rest import TorchServeStatus
+from mnist_serving.spec import NUM_CLASSES
+
+TENSOR_INPUT = "tensor"  # the handler's name for a binary float32 payload (serving/torchserve/mnist_handler.py)
 
 
 class TorchServeGRPCClient:
@@ -20,14 +26,17 @@ class TorchServeGRPCClient:
         self._model, self._timeout, self._status = model, timeout, status
         self._channel, self._predict = unary_stub(address, protos.TORCHSERVE_PREDICTIONS, protos.PredictionResponse)
 
-    async def predict(self, rows: np.ndarray) -> Prediction:
+    async def predict(self, rows: np.ndarray, json_body: bytes | None = None) -> Prediction:
         request = protos.PredictionsRequest(model_name=self._model)
-        request.input["body"] = orjson.dumps({"instances": rows}, option=orjson.OPT_SERIALIZE_NUMPY)
+        request.input[TENSOR_INPUT] = np.ascontiguousarray(rows, dtype="<f4").tobytes()
         try:
             response = await self._predict(request, timeout=self._timeout)
         except grpc.aio.AioRpcError as exc:
             raise_for(self.name, exc)
-        return parse_torchserve(self.name, 200, response.prediction, len(rows), await self._status.current_version())
+        probs = np.frombuffer(response.prediction, dtype="<f4")
+        if probs.size != len(rows) * NUM_CLASSES:
+            raise BackendError(self.name, f"answer holds {probs.size} values, expected {len(rows)}x{NUM_CLASSES}")
+        return Prediction(probs.reshape(len(rows), NUM_CLASSES), await self._status.current_version())
 
     async def status(self) -> Status:
         return await self._status.status()

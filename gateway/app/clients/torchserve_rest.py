@@ -5,29 +5,26 @@ from __future__ import annotations
 import numpy as np
 import orjson
 
-from gateway.app.clients.base import (
-    BackendError,
-    Prediction,
-    Status,
-    call_http,
-    check_probabilities,
-    http_error,
-    http_session,
-)
+from gateway.app.clients.base import BackendError, Prediction, Status, call_http, check_probabilities, http_error
+from gateway.app.clients.http1 import HTTPPool
+
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+STATUS_POOL = 4  # readiness checks are rare; a few connections suffice
 
 
 class TorchServeStatus:
     """Readiness means every worker of the model is READY (``/ping`` is Healthy before that)."""
 
     def __init__(self, management_url: str, model: str, timeout: float):
-        self._url = f"{management_url.rstrip('/')}/models/{model}"
-        self._session = http_session(timeout, pool=4)
+        self._pool = HTTPPool(management_url, STATUS_POOL, connect_timeout=timeout)
+        self._head = self._pool.head("GET", f"/models/{model}", content_type=None)
+        self._timeout = timeout
         self.version = ""
 
     async def status(self) -> Status:
         try:
-            r = await call_http("torchserve-management", self._session, "GET", self._url)
-            (desc,) = orjson.loads(r.content)
+            r = await call_http("torchserve-management", self._pool, self._head, None, self._timeout)
+            (desc,) = orjson.loads(r.body)
             workers = [w.get("status") for w in desc.get("workers", [])]
         except BackendError as exc:
             return Status(False, detail=exc.message)
@@ -43,28 +40,29 @@ class TorchServeStatus:
         return self.version
 
     async def aclose(self) -> None:
-        await self._session.close()
+        await self._pool.aclose()
 
 
 class TorchServeRESTClient:
     protocol = "rest"
 
-    def __init__(self, name: str, url: str, model: str, timeout: float, status: TorchServeStatus):
+    def __init__(self, name: str, url: str, model: str, timeout: float, status: TorchServeStatus, pool: int):
         self.name, self.address = name, url
-        self._url = f"{url.rstrip('/')}/predictions/{model}"
-        self._session = http_session(timeout)
+        self._pool = HTTPPool(url, pool, connect_timeout=timeout)
+        self._predict = self._pool.head("POST", f"/predictions/{model}")
+        self._timeout = timeout
         self._status = status
 
-    async def predict(self, rows: np.ndarray) -> Prediction:
-        body = orjson.dumps({"instances": rows}, option=orjson.OPT_SERIALIZE_NUMPY)
-        r = await call_http(self.name, self._session, "POST", self._url, body)
-        return parse_torchserve(self.name, r.status, r.content, len(rows), await self._status.current_version())
+    async def predict(self, rows: np.ndarray, json_body: bytes | None = None) -> Prediction:
+        body = json_body if json_body is not None else orjson.dumps({"instances": rows}, option=_NUMPY)
+        r = await call_http(self.name, self._pool, self._predict, body, self._timeout)
+        return parse_torchserve(self.name, r.status, r.body, len(rows), await self._status.current_version())
 
     async def status(self) -> Status:
         return await self._status.status()
 
     async def aclose(self) -> None:
-        await self._session.close()
+        await self._pool.aclose()
         await self._status.aclose()
 
 

@@ -38,6 +38,7 @@ class Settings(BaseSettings):
 
     # Calls to backends
     backend_timeout_s: float = Field(2.0, gt=0)
+    backend_pool: int = Field(100, ge=1, description="keep-alive connections per backend (REST)")
     status_timeout_s: float = Field(1.0, gt=0)
     breaker_failures: int = Field(5, ge=1, description="consecutive failures that open a backend's circuit")
     breaker_reset_s: float = Field(5.0, gt=0, description="seconds an open circuit waits before one probe")
@@ -59,6 +60,12 @@ class Settings(BaseSettings):
     # Comma-separated keys; empty means the API is open.
     api_keys: str = ""
     log_level: str = "INFO"
+
+    # Server processes. 1 natively and per container/pod, where replicas are the usual lever; more
+    # use more cores of one machine (metrics are then summed across workers, see core/metrics.py).
+    workers: int = Field(1, ge=1)
+    # FastAPI's native OpenTelemetry (traces, metrics, logs through an OTel SDK you configure).
+    otel: bool = False
 
     @field_validator("route_weights")
     @classmethod

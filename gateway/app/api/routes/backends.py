@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Request
 
-from gateway.app.api.deps import DataPlaneDep, require_api_key
+from gateway.app.api.deps import dataplane_of
 from gateway.app.api.encode import ORJSONResponse
 
-router = APIRouter(prefix="/v1", tags=["backends"], dependencies=[Depends(require_api_key)])
+router = APIRouter(prefix="/v1", tags=["backends"])
 
 
 @router.get("/backends", response_class=ORJSONResponse)
-async def backends(dp: DataPlaneDep) -> ORJSONResponse:
-    return ORJSONResponse({"backends": await dp.backends()})
+async def backends(request: Request) -> ORJSONResponse:
+    return ORJSONResponse({"backends": await dataplane_of(request).backends()})

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 
-from gateway.app.api.deps import DataPlaneDep, SettingsDep, require_api_key
+from gateway.app.api.deps import dataplane_of, settings_of
 from gateway.app.api.encode import ORJSONResponse
 from gateway.app.api.inputs import content_type, image_row, json_rows
 from gateway.app.core.errors import bad_request
 
-router = APIRouter(prefix="/v1", tags=["compare"], dependencies=[Depends(require_api_key)])
+router = APIRouter(prefix="/v1", tags=["compare"])
 
 DEFAULT_BACKENDS = "tfserving,torchserve"
 
@@ -17,12 +17,11 @@ DEFAULT_BACKENDS = "tfserving,torchserve"
 @router.post("/compare", response_class=ORJSONResponse)
 async def compare(
     request: Request,
-    dp: DataPlaneDep,
-    settings: SettingsDep,
     backends: str = Query(DEFAULT_BACKENDS, description="comma-separated backends to compare"),
     include_input: bool = Query(False, description="with an image: return the 28x28 model input"),
 ) -> ORJSONResponse:
     """JSON ``{"instances": ...}`` or a multipart image upload (field ``file``)."""
+    dp, settings = dataplane_of(request), settings_of(request)
     names = [b.strip() for b in backends.split(",") if b.strip()]
     if len(names) < 2 or len(set(names)) != len(names) or "auto" in names:
         raise bad_request("bad_backends", "name at least two distinct backends (not auto), comma-separated")
@@ -31,11 +30,12 @@ async def compare(
     image = None
     if content_type(request) == "multipart/form-data":
         image = await image_row(request, settings)
-        rows = image.reshape(1, -1)
+        rows, json_body = image.reshape(1, -1), None
     else:
-        rows = await json_rows(request, settings)
+        instances = await json_rows(request, settings)
+        rows, json_body = instances.array, instances.json
     request.state.backend = "+".join(names)
-    body = await dp.compare(rows, names)
+    body = await dp.compare(rows, names, json_body)
     if include_input and image is not None:
         body["input"] = image
     return ORJSONResponse(body)
