@@ -11,6 +11,7 @@ so every local figure would read 1, 2 or 3 ms. Two fixes, both active when the l
 from __future__ import annotations
 
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,9 @@ from locust import events
 SIGNIFICANT_DIGITS = 3
 # Requests in the first WARMUP_S seconds of a run do not count (connections, first batches).
 WARMUP_S = float(os.environ.get("LOAD_WARMUP_S", "0"))
-EXACT_OUT = os.environ.get("LOAD_EXACT_OUT")  # where to write the exact timings (one file per process)
+# Where to write the exact timings: one file per process, <prefix>.<host>.<pid>.json, so that the
+# master and every worker (each PID 1 in its own container) keep their own.
+EXACT_OUT = os.environ.get("LOAD_EXACT_OUT")
 
 
 def bucket(response_time: float) -> float:
@@ -60,6 +63,6 @@ def _on_request(name: str, response_time: float, exception: Exception | None, **
 def _on_stop(**_: Any) -> None:
     if not EXACT_OUT:
         return
-    out = Path(f"{EXACT_OUT}.{os.getpid()}.json")
+    out = Path(f"{EXACT_OUT}.{socket.gethostname()}.{os.getpid()}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(orjson.dumps({"warmup_s": WARMUP_S, "samples_ms": _samples, "failures": _failures}))

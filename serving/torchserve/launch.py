@@ -1,17 +1,93 @@
-"""Container entrypoint: write the effective config for the baked archives, then exec TorchServe.
+"""Container entrypoint: write the effective config for the baked archives, run TorchServe, and
+forward SIGTERM/SIGINT to its Java frontend.
 
 The config can be mounted (a Kubernetes ConfigMap at /config/config.properties); the model
 version comes from the archives in the model store, so the two can never disagree.
+
+Why a parent process: ``torchserve --foreground`` is a Python CLI that starts Java and waits, with
+no signal handler. As PID 1 it ignores SIGTERM (the kernel drops unhandled signals for PID 1), so
+``docker stop`` would wait out its grace period and SIGKILL everything with requests in flight.
+Here SIGTERM goes to Java, whose shutdown hook stops the servers and workers; we wait for it and
+exit 0. A second signal, or Java outliving the grace period, ends it with SIGKILL.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
+from types import FrameType
+
+import psutil
 
 from serving.torchserve.config import CONFIG, torchserve_argv, write_config
+
+STOP_GRACE_S = float(os.environ.get("TS_STOP_GRACE_S", "20"))  # below Kubernetes' terminationGracePeriodSeconds
+
+
+def _frontend(cli: subprocess.Popen[bytes]) -> psutil.Process | None:
+    """TorchServe's Java frontend: the CLI's child running org.pytorch.serve.ModelServer."""
+    try:
+        for child in psutil.Process(cli.pid).children(recursive=True):
+            if any("ModelServer" in part for part in child.cmdline()):
+                return child
+    except psutil.Error:
+        pass
+    return None
+
+
+def run(argv: list[str]) -> int:
+    cli = subprocess.Popen(argv)
+    stop_asked: list[float] = []  # when the first SIGTERM/SIGINT came
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        if stop_asked:  # asked twice: do not wait any longer
+            _kill_all(cli)
+            return
+        stop_asked.append(time.monotonic())
+        target = _frontend(cli)
+        if target is not None:
+            target.send_signal(signal.SIGTERM)
+        else:  # Java not started yet: stop the CLI itself
+            cli.terminate()
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    while True:
+        try:
+            code = cli.wait(timeout=0.5)
+            break
+        except subprocess.TimeoutExpired:
+            if stop_asked and time.monotonic() - stop_asked[0] > STOP_GRACE_S:
+                _kill_all(cli)
+    if stop_asked:
+        _reap_leftovers()
+        return 0  # stopped on request: a clean exit, whatever the JVM's own exit code
+    return code
+
+
+def _kill_all(cli: subprocess.Popen[bytes]) -> None:
+    try:
+        procs = [psutil.Process(cli.pid), *psutil.Process(cli.pid).children(recursive=True)]
+    except psutil.Error:
+        return
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+
+
+def _reap_leftovers() -> None:
+    """Java's shutdown hook stops its Python workers; give any straggler a moment, then make sure."""
+    _, alive = psutil.wait_procs(psutil.Process().children(recursive=True), timeout=3)
+    for p in alive:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -22,8 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     version = int((args.model_store / "VERSION").read_text())
     out = Path(tempfile.gettempdir()) / "config.properties"  # /tmp: the root filesystem may be read-only
     write_config(out, args.model_store, version, source=args.config)
-    argv_ts = torchserve_argv(out, args.model_store)
-    os.execv(argv_ts[0], argv_ts)
+    sys.exit(run(torchserve_argv(out, args.model_store)))
 
 
 if __name__ == "__main__":

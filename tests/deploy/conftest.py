@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,8 +21,9 @@ RENDERED = {
 }
 
 
-def run(*args: str) -> str:
-    proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=120)
+def run(*args: str, env: dict[str, str] | None = None) -> str:
+    full_env = {**os.environ, **env} if env else None
+    proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=120, env=full_env)
     assert proc.returncode == 0, proc.stderr or proc.stdout
     return proc.stdout
 
@@ -35,10 +37,10 @@ def rendered() -> dict[str, list[dict[str, Any]]]:
     return {name: render(name) for name in RENDERED}
 
 
-def compose(*files: str, profile: str | None = None) -> dict[str, Any]:
+def compose(*files: str, profile: str | None = None, env: dict[str, str] | None = None) -> dict[str, Any]:
     args = [str(BIN / "docker-compose")]
     for f in files:
         args += ["-f", f]
     if profile:
         args += ["--profile", profile]
-    return json.loads(run(*args, "config", "--format", "json"))
+    return json.loads(run(*args, "config", "--format", "json", env=env))

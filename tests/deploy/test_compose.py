@@ -6,6 +6,7 @@ from tests.deploy.conftest import compose
 
 BASE = "docker-compose.yml"
 GPU = "docker-compose.gpu.yml"
+STANDIN = "docker-compose.standin.yml"
 SERVERS = ("tfserving", "torchserve")
 
 
@@ -53,3 +54,26 @@ def test_load_profile_runs_locust_master_and_workers_into_a_mounted_folder() -> 
     assert "--worker" in " ".join(worker["command"]) and worker["deploy"]["replicas"] == 2
     assert any(v["target"] == "/reports" for v in master["volumes"])
     assert master["environment"]["GATEWAY_URL"] == "http://gateway:8000"
+
+
+def test_standin_override_swaps_the_tfserving_image_only() -> None:
+    base, swapped = compose(BASE)["services"], compose(BASE, STANDIN)["services"]
+    assert swapped["tfserving"]["image"] == "mnist-serving/tfserving-standin:0.1.0"
+    assert swapped["tfserving"]["build"]["dockerfile"] == "serving/tfserving_standin/Dockerfile"
+    for key in ("ports", "healthcheck", "read_only", "restart", "cap_drop"):
+        assert swapped["tfserving"][key] == base["tfserving"][key], key
+    assert {k: v for k, v in swapped.items() if k != "tfserving"} == {k: v for k, v in base.items() if k != "tfserving"}
+
+
+def test_published_ports_follow_the_native_env_vars() -> None:
+    env = {"GATEWAY_PORT": "18000", "TFSERVING_REST_PORT": "18501", "TORCHSERVE_INFERENCE_PORT": "18080"}
+    services = compose(BASE, env=env)["services"]
+    published = {name: {p["target"]: int(p["published"]) for p in s.get("ports", [])} for name, s in services.items()}
+    assert published["gateway"][8000] == 18000 and published["tfserving"][8501] == 18501
+    assert published["torchserve"][8080] == 18080 and published["tfserving"][8500] == 8500  # unset: today's default
+
+
+def test_torchserve_has_an_exec_temp_folder_and_init() -> None:
+    ts = compose(BASE)["services"]["torchserve"]
+    assert ts["init"] is True
+    assert any(t.startswith("/home/model-server/tmp:exec") for t in ts["tmpfs"]) and "/tmp" in ts["tmpfs"]
