@@ -10,7 +10,7 @@ VERSION ?= 1
 TRAIN_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup train test test-containers lint serve serve-models mar bench-servers bench-gateway bench-validation load locust-ui up up-gpu up-offline load-compose down k8s-render deploy k8s-load clean
+.PHONY: help setup train test test-containers lint serve serve-models mar bench-servers bench-gateway bench-validation load locust-ui up up-gpu up-offline load-compose down k8s-render deploy k8s-images k8s-config k8s-load clean
 
 help: ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -66,8 +66,11 @@ locust-ui: $(STAMP) ## Locust's web UI on 127.0.0.1:8089 (start the stack with `
 COMPOSE ?= $(shell if docker compose version >/dev/null 2>&1; then echo "docker compose"; \
 	elif command -v docker-compose >/dev/null 2>&1; then echo docker-compose; else echo $(VENV)/bin/docker-compose; fi)
 OFFLINE_FILES := -f docker-compose.yml -f docker-compose.standin.yml
-KUSTOMIZE := $(VENV)/bin/kubectl kustomize --load-restrictor LoadRestrictionsNone
+KUSTOMIZE := $(VENV)/bin/kubectl kustomize
+# cpu, gpu, gpu-operator, cpu-prometheus (k8s/overlays/*) or kserve (k8s/kserve)
 OVERLAY ?= cpu
+K8S_DIR = $(if $(filter kserve,$(OVERLAY)),k8s/kserve,k8s/overlays/$(OVERLAY))
+REGISTRY ?=
 
 up: $(ARTIFACTS)/manifest.json ## docker compose: build images and start the stack (real TF Serving image; needs Docker Hub)
 	$(COMPOSE) up -d --build
@@ -91,14 +94,21 @@ test-containers: $(ARTIFACTS)/manifest.json $(STAMP) ## the compose stack for re
 	CONTAINER_TESTS=1 $(PY) -m pytest tests/containers -s; status=$$?; \
 	$(PY) -m containers.engine stop; exit $$status
 
-k8s-render: $(STAMP) ## render the Kubernetes manifests of OVERLAY (cpu or gpu) to stdout
-	@$(KUSTOMIZE) k8s/overlays/$(OVERLAY)
+k8s-render: $(STAMP) ## render the Kubernetes manifests of OVERLAY (cpu, gpu, cpu-prometheus, kserve) to stdout
+	@$(KUSTOMIZE) $(K8S_DIR)
 
-deploy: $(STAMP) ## kubectl apply the OVERLAY (cpu or gpu) to the current kube context
-	$(KUSTOMIZE) k8s/overlays/$(OVERLAY) | kubectl apply -f -
+deploy: ## kubectl apply -k the OVERLAY to the current kube context (namespace mnist-serving)
+	kubectl apply -k $(K8S_DIR)
 
-k8s-load: $(STAMP) ## start the in-cluster Locust load test (report on the PVC load-reports)
-	$(VENV)/bin/kubectl kustomize k8s/load-test | kubectl apply -f -
+k8s-images: $(ARTIFACTS)/manifest.json $(STAMP) ## build the OVERLAY's images as REGISTRY/...:<version>-<model hash> (PUSH=1 pushes) and set them in the overlay
+	$(PY) -m containers.images build --overlay $(OVERLAY) --registry "$(REGISTRY)" $(if $(PUSH),--push)
+
+k8s-config: ## copy the server configs from serving/ into k8s/config (a test checks they match)
+	cp serving/tfserving/models.config serving/tfserving/batching.config serving/tfserving/monitoring.config \
+	   serving/torchserve/config.properties k8s/config/
+
+k8s-load: $(STAMP) ## a fresh in-cluster Locust run (Jobs named per run); waits and fetches the report to reports/k8s/<run>/
+	$(PY) -m load_tests.k8s run
 
 clean: ## remove artifacts, run folders and reports (keeps .venv)
 	rm -rf $(ARTIFACTS) run reports test-artifacts

@@ -26,3 +26,6 @@ STABLE_LABEL: Final = "stable"
 MAX_ROWS_PER_REQUEST: Final = 256
 # Rows one forward pass / session run takes: larger requests are split and reassembled in order.
 MAX_EXECUTION_BATCH: Final = 32
+
+# The Kubernetes namespace every manifest under k8s/ deploys into.
+K8S_NAMESPACE: Final = "mnist-serving"

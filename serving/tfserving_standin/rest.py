@@ -9,7 +9,7 @@ from typing import Any
 import grpc
 import orjson
 from google.protobuf import json_format
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -82,7 +82,7 @@ def build_app(manager: ModelManager, metrics_path: str | None) -> Starlette:
     async def dispatch(request: Request) -> Response:
         path = request.url.path
         if metrics_path and path == metrics_path and request.method == "GET":
-            return Response(generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+            return Response(metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
         m = _MODEL_PATH.match(path)
         if m is None:
             return _error(not_found(f"Malformed request: {request.method} {path}"))

@@ -13,11 +13,14 @@ import yaml
 from tests.conftest import REPO
 
 BIN = Path(sys.executable).parent  # kubectl, docker-compose and hadolint come from the dev requirements
-K8S_VERSION = "1.33.0"  # the Kubernetes version the manifests are validated against
+# Every deployable kustomization, rendered exactly as `kubectl apply -k` would: no flags.
 RENDERED = {
-    "cpu": ["--load-restrictor", "LoadRestrictionsNone", str(REPO / "k8s/overlays/cpu")],
-    "gpu": ["--load-restrictor", "LoadRestrictionsNone", str(REPO / "k8s/overlays/gpu")],
-    "load-test": [str(REPO / "k8s/load-test")],
+    "cpu": REPO / "k8s/overlays/cpu",
+    "gpu": REPO / "k8s/overlays/gpu",
+    "gpu-operator": REPO / "k8s/overlays/gpu-operator",
+    "cpu-prometheus": REPO / "k8s/overlays/cpu-prometheus",
+    "kserve": REPO / "k8s/kserve",
+    "load-test": REPO / "k8s/load-test",
 }
 
 
@@ -29,7 +32,11 @@ def run(*args: str, env: dict[str, str] | None = None) -> str:
 
 
 def render(name: str) -> list[dict[str, Any]]:
-    return [d for d in yaml.safe_load_all(run(str(BIN / "kubectl"), "kustomize", *RENDERED[name])) if d]
+    return render_dir(RENDERED[name])
+
+
+def render_dir(folder: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(run(str(BIN / "kubectl"), "kustomize", str(folder))) if d]
 
 
 @pytest.fixture(scope="session")
