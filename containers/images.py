@@ -23,6 +23,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from containers.offline import IMAGES as BUILT_OFFLINE
+
 REPO = Path(__file__).resolve().parent.parent
 K8S = REPO / "k8s"
 OVERLAYS = {  # overlay name -> (kustomization folder, GPU images?)
@@ -46,17 +48,18 @@ class KubeImage:
         return f"{registry.rstrip('/')}/{self.name}{suffix}" if registry else f"{self.name}{suffix}"
 
 
+_DOCKERFILE = {i.name: i.dockerfile for i in BUILT_OFFLINE}  # the Dockerfiles the container test builds
 IMAGES = {
-    "gateway": KubeImage("mnist-serving/gateway", "gateway/Dockerfile"),
+    "gateway": KubeImage("mnist-serving/gateway", _DOCKERFILE["gateway"]),
     "tfserving": KubeImage(
         "mnist-serving/tfserving", "serving/tfserving/Dockerfile", (("TFSERVING_IMAGE", TFSERVING_GPU_IMAGE),)
     ),
     "torchserve": KubeImage(
         "mnist-serving/torchserve",
-        "serving/torchserve/Dockerfile",
+        _DOCKERFILE["torchserve"],
         (("VARIANT", "gpu"), ("TORCH_INDEX_URL", TORCH_GPU_INDEX)),
     ),
-    "locust": KubeImage("mnist-serving/locust", "load_tests/Dockerfile"),
+    "locust": KubeImage("mnist-serving/locust", _DOCKERFILE["locust"]),
 }
 _IMAGES_BLOCK = re.compile(r"^images:\n(?:[ -].*\n|#.*\n)*", re.MULTILINE)
 
