@@ -10,7 +10,7 @@ VERSION ?= 1
 TRAIN_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup train test test-containers lint serve serve-models mar bench-servers bench-gateway bench-validation load locust-ui up up-gpu up-offline load-compose down k8s-render deploy k8s-images k8s-config k8s-load clean
+.PHONY: help setup train test test-containers lint serve serve-models mar bench-servers bench-gateway bench-validation load load-sweep load-matrix locust-ui up up-gpu up-offline load-compose down k8s-render deploy k8s-images k8s-config k8s-load clean
 
 help: ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -56,7 +56,13 @@ bench-gateway: $(ARTIFACTS)/manifest.json ## benchmark: the gateway hop vs a bar
 bench-validation: $(STAMP) ## benchmark: request decoding, the type scan, strict pydantic
 	$(PY) -m benchmarks.validation
 
-load: $(ARTIFACTS)/manifest.json ## Locust matrix (targets x 1/8/32 users) -> reports/<time>/report.md; LOAD_ARGS=...
+load: $(ARTIFACTS)/manifest.json ## QPS at a p99 SLO per target, open loop, 3 repeats with CIs (~35 min) -> reports/<time>/; LOAD_ARGS="--slo-ms 5 ..."
+	$(PY) -m load_tests.capacity --artifacts $(ARTIFACTS) $(LOAD_ARGS)
+
+load-sweep: $(ARTIFACTS)/manifest.json ## batching sweep per server: max batch x delay -> QPS@SLO and low-load p50 (~25 min) -> reports/sweep-<time>/
+	$(PY) -m load_tests.sweep --artifacts $(ARTIFACTS) $(LOAD_ARGS)
+
+load-matrix: $(ARTIFACTS)/manifest.json ## quick closed-loop look (targets x 1/8/32 users); not a capacity figure -> reports/<time>/
 	$(PY) -m load_tests.matrix --artifacts $(ARTIFACTS) $(LOAD_ARGS)
 
 locust-ui: $(STAMP) ## Locust's web UI on 127.0.0.1:8089 (start the stack with `make serve` first)

@@ -42,3 +42,12 @@ def _one(payload: Any) -> str | None:
     if labels is not None and (len(labels) != 1 or not 0 <= labels[0] <= 9):
         return "label missing or out of range"
     return None
+
+
+def tensor_problem(probs: Any) -> str | None:
+    """None when a binary (gRPC) answer holds 10 probabilities summing to 1."""
+    if len(probs) != 10:
+        return f"answer holds {len(probs)} values, not 10"
+    if not math.isclose(float(sum(probs)), 1.0, abs_tol=PROBABILITY_SUM_TOLERANCE):
+        return f"probabilities sum to {float(sum(probs)):.6f}"
+    return None

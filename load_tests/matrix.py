@@ -15,6 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -38,7 +39,7 @@ class RunResult:
     samples_ms: np.ndarray
     failures: int
     seconds: float
-    server_breakdown: dict[str, float] | None = None
+    server_breakdown: dict[str, Any] | None = None
     extra: dict[str, float] = field(default_factory=dict)
 
     @property

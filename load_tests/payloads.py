@@ -35,3 +35,43 @@ def png_files() -> list[bytes]:
         Image.fromarray(np.round(row.reshape(28, 28) * 255).astype(np.uint8), mode="L").save(buf, format="PNG")
         out.append(buf.getvalue())
     return out
+
+
+@cache
+def grpc_requests(method: str, model: str) -> list[bytes]:
+    """One serialised gRPC request per digit, the row as raw float32 bytes (what a binary client
+    sends): TF Serving's ``PredictRequest`` with ``tensor_content``, or TorchServe's
+    ``PredictionsRequest`` with the handler's ``tensor`` input."""
+    from gateway.app.clients import protos  # the messages, declared without generated code
+    from mnist_serving.spec import INPUT_NAME, SIGNATURE_NAME, TORCHSERVE_TENSOR_INPUT
+
+    rows, _ = digits()
+    out = []
+    for row in rows:
+        raw = np.ascontiguousarray(row[None, :], dtype="<f4").tobytes()
+        if method == protos.TF_PREDICT:
+            req = protos.PredictRequest()
+            req.model_spec.name, req.model_spec.signature_name = model, SIGNATURE_NAME
+            tensor = req.inputs[INPUT_NAME]
+            tensor.dtype = protos.DT_FLOAT
+            tensor.tensor_shape.dim.add(size=1)
+            tensor.tensor_shape.dim.add(size=row.size)
+            tensor.tensor_content = raw
+        elif method == protos.TORCHSERVE_PREDICTIONS:
+            req = protos.PredictionsRequest(model_name=model)
+            req.input[TORCHSERVE_TENSOR_INPUT] = raw
+        else:
+            raise ValueError(f"no request builder for {method}")
+        out.append(req.SerializeToString())
+    return out
+
+
+def grpc_probabilities(method: str, answer: bytes) -> np.ndarray:
+    """The 10 probabilities in a serialised gRPC answer of either server."""
+    from gateway.app.clients import protos
+    from mnist_serving.spec import OUTPUT_NAME
+
+    if method == protos.TF_PREDICT:
+        out = protos.PredictResponse.FromString(answer).outputs[OUTPUT_NAME]
+        return np.frombuffer(out.tensor_content, "<f4") if out.tensor_content else np.asarray(out.float_val)
+    return np.frombuffer(protos.PredictionResponse.FromString(answer).prediction, "<f4")

@@ -16,6 +16,12 @@ SIGNATURE_NAME: Final = "serving_default"
 INPUT_NAME: Final = "pixels"
 OUTPUT_NAME: Final = "probabilities"
 
+# gRPC: the servers' own methods, and the TorchServe handler's input name for raw float32 rows
+# (serving/torchserve/mnist_handler.py reads it; the gateway and the load tests send it).
+TF_PREDICT_METHOD: Final = "/tensorflow.serving.PredictionService/Predict"
+TORCHSERVE_PREDICTIONS_METHOD: Final = "/org.pytorch.serve.grpc.inference.InferenceAPIsService/Predictions"
+TORCHSERVE_TENSOR_INPUT: Final = "tensor"
+
 # The TF Serving version label that points at the version the gateway uses.
 STABLE_LABEL: Final = "stable"
 

@@ -32,7 +32,7 @@ class Augmentation:
     thicker: float = 0.2  # share of copies whose strokes are dilated by one pixel (round or angled pen)
     thinner: float = 0.1  # ... or eroded (kept only where enough ink survives)
     renormalised: float = 0.5  # share of copies put back into MNIST's 20x20 box, centred by mass
-    serifs: float = 0.3  # share of copies given a short bar across the lowest (or highest) stroke end
+    serifs: float = 0.5  # share of copies given a short bar across the lowest (or highest) stroke end
 
     def as_dict(self) -> dict[str, object]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}

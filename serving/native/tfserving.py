@@ -33,13 +33,14 @@ def write_model_config(artifacts: Path, run_dir: Path) -> Path:
     return out
 
 
-def launcher(artifacts: Path, run_dir: Path, ports: ServingPorts) -> ManagedProcess:
+def launcher(artifacts: Path, run_dir: Path, ports: ServingPorts, batching: Path | None = None) -> ManagedProcess:
+    """``batching``: another BatchingParameters file (the load sweep's); default the shared one."""
     flags = [
         f"--port={ports.tfserving_grpc}",
         f"--rest_api_port={ports.tfserving_rest}",
         f"--model_config_file={write_model_config(artifacts, run_dir)}",
         "--enable_batching=true",
-        f"--batching_parameters_file={CONFIG_DIR / 'batching.config'}",
+        f"--batching_parameters_file={batching or CONFIG_DIR / 'batching.config'}",
         f"--monitoring_config_file={CONFIG_DIR / 'monitoring.config'}",
     ]
     binary = shutil.which(REAL_BINARY)

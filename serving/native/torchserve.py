@@ -10,16 +10,19 @@ from mnist_serving.spec import ONNX_MODEL_NAME, TORCH_MODEL_NAME
 from serving.native.process import ManagedProcess
 from serving.native.settings import ServingPorts
 from serving.torchserve.build_mar import build
-from serving.torchserve.config import torchserve_argv, write_config
+from serving.torchserve.config import CONFIG, torchserve_argv, write_config
 
 MODELS = (TORCH_MODEL_NAME, ONNX_MODEL_NAME)
 
 
-def launcher(artifacts: Path, run_dir: Path, ports: ServingPorts, version: int | None = None) -> ManagedProcess:
+def launcher(
+    artifacts: Path, run_dir: Path, ports: ServingPorts, version: int | None = None, config_source: Path | None = None
+) -> ManagedProcess:
+    """``config_source``: another config.properties (the load sweep's); default the shared one."""
     store = run_dir / "model-store"
     build(artifacts, store, version)
     built_version = int((store / "VERSION").read_text())
-    config = write_config(run_dir / "config.properties", store, built_version)
+    config = write_config(run_dir / "config.properties", store, built_version, config_source or CONFIG)
     tmp = run_dir / "tmp"  # TorchServe's pid file and unpacked archives stay in the run folder
     tmp.mkdir(parents=True, exist_ok=True)
     env = {

@@ -11,6 +11,8 @@ from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, wrappers_pb2
 
+from mnist_serving.spec import TF_PREDICT_METHOD, TORCHSERVE_PREDICTIONS_METHOD
+
 _F = descriptor_pb2.FieldDescriptorProto
 _OPT, _REP = _F.LABEL_OPTIONAL, _F.LABEL_REPEATED
 DT_FLOAT = 1
@@ -104,5 +106,5 @@ PredictResponse = _MESSAGES["PredictResponse"]
 PredictionsRequest = _MESSAGES["PredictionsRequest"]
 PredictionResponse = _MESSAGES["PredictionResponse"]
 
-TF_PREDICT = "/tensorflow.serving.PredictionService/Predict"
-TORCHSERVE_PREDICTIONS = "/org.pytorch.serve.grpc.inference.InferenceAPIsService/Predictions"
+TF_PREDICT = TF_PREDICT_METHOD
+TORCHSERVE_PREDICTIONS = TORCHSERVE_PREDICTIONS_METHOD

@@ -13,9 +13,9 @@ from gateway.app.clients import protos
 from gateway.app.clients.base import BackendError, Prediction, Status
 from gateway.app.clients.grpc_common import raise_for, unary_stub
 from gateway.app.clients.torchserve_rest import TorchServeStatus
-from mnist_serving.spec import NUM_CLASSES
+from mnist_serving.spec import NUM_CLASSES, TORCHSERVE_TENSOR_INPUT
 
-TENSOR_INPUT = "tensor"  # the handler's name for a binary float32 payload (serving/torchserve/mnist_handler.py)
+TENSOR_INPUT = TORCHSERVE_TENSOR_INPUT  # the handler's name for a binary float32 payload
 
 
 class TorchServeGRPCClient:

@@ -1,0 +1,108 @@
+"""The load generator's guard: what the machine and the generator did during a measured point.
+
+- machine: idle and steal shares from /proc/stat deltas (all cores together);
+- generator: CPU seconds of the Locust process (``RUSAGE_CHILDREN`` delta around the run), per
+  request and as a share of one core;
+- servers: CPU seconds of each server's process tree (psutil), per request;
+- pinning: on ≥ ``PIN_MIN_CORES`` cores the generator gets its own cores (``taskset``), away from
+  the servers and the gateway, which get the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+PIN_MIN_CORES = 4  # below this, pinning would leave the servers too few cores: share, and say so
+# Which processes make up each server (matched against the command line); children count too
+# (TorchServe's Python workers are children of its Java frontend).
+SERVER_PROCESSES = {
+    "tfserving": ("serving.tfserving_standin", "tensorflow_model_server"),
+    "torchserve": ("org.pytorch.serve.ModelServer",),
+    "gateway": ("gateway.app",),
+}
+
+
+@dataclass(frozen=True)
+class CpuTimes:
+    busy: float
+    idle: float
+    steal: float
+
+    @classmethod
+    def now(cls) -> CpuTimes:
+        fields = [float(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        # user nice system idle iowait irq softirq steal guest guest_nice (guest is inside user)
+        idle = fields[3] + fields[4]
+        steal = fields[7] if len(fields) > 7 else 0.0
+        busy = sum(fields[:8]) - idle - steal
+        return cls(busy, idle, steal)
+
+
+@dataclass(frozen=True)
+class MachineShare:
+    idle: float  # of all cores together
+    steal: float
+
+    @classmethod
+    def between(cls, a: CpuTimes, b: CpuTimes) -> MachineShare:
+        total = (b.busy - a.busy) + (b.idle - a.idle) + (b.steal - a.steal)
+        if total <= 0:
+            return cls(1.0, 0.0)
+        return cls((b.idle - a.idle) / total, (b.steal - a.steal) / total)
+
+
+def children_cpu_s() -> float:
+    """CPU seconds of every child this process has waited for (the Locust runs)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _matches(proc: psutil.Process, needles: Iterable[str]) -> bool:
+    with contextlib.suppress(psutil.Error):
+        cmd = " ".join(proc.cmdline())
+        return any(n in cmd for n in needles)
+    return False
+
+
+def server_processes(server: str) -> list[psutil.Process]:
+    """The server's processes and all their children."""
+    roots = [p for p in psutil.process_iter() if _matches(p, SERVER_PROCESSES[server])]
+    seen: dict[int, psutil.Process] = {}
+    for root in roots:
+        seen[root.pid] = root
+        with contextlib.suppress(psutil.Error):
+            for child in root.children(recursive=True):
+                seen[child.pid] = child
+    return list(seen.values())
+
+
+def server_cpu_s(server: str) -> float:
+    total = 0.0
+    for p in server_processes(server):
+        with contextlib.suppress(psutil.Error):
+            t = p.cpu_times()
+            total += t.user + t.system
+    return total
+
+
+def pinning(cores: int | None = None) -> tuple[list[int], list[int]] | None:
+    """(generator cores, server cores) when the machine is big enough, else None. The generator
+    gets a quarter of the cores (at least one), from the top."""
+    n = cores or os.cpu_count() or 1
+    if n < PIN_MIN_CORES:
+        return None
+    gen = max(1, n // 4)
+    return list(range(n - gen, n)), list(range(n - gen))
+
+
+def pin(pids: Iterable[int], cores: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(pid, cores)

@@ -1,0 +1,237 @@
+"""The measurement rules, as pure functions on samples: windows and stability, capacity search at an
+SLO, confidence intervals and the load generator's validity flags. Nothing here does I/O, so each
+rule is unit-tested on synthetic inputs (tests/load_tests/test_stats.py).
+
+Definitions, the same for every target:
+- latency is measured from the request's *intended* send time on the Poisson schedule (so a stalled
+  generator or server cannot hide queueing: no coordinated omission); a request that never completed
+  counts as infinitely slow;
+- a point *passes* the SLO when its p99 over the measured windows is within ``slo_ms`` and nothing failed;
+- QPS@SLO is the highest offered Poisson rate that passes, bracketed by a failing rate at most
+  ``tolerance`` above it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+# Tuning constants (perf_analyzer's stability criterion; MLPerf-style p99 at a Poisson rate).
+STABLE_WINDOWS = 3  # this many consecutive windows must agree ...
+STABLE_TOLERANCE = 0.10  # ... within ±10 % of their mean, on throughput and on p99
+MIN_STEP_SAMPLES = 2000  # per measured point: the p99 then rests on ≥ 20 samples above it ...
+MAX_WINDOW_S = 8.0  # ... unless the rate is so low that windows would exceed this (then fewer samples)
+CAPACITY_TOLERANCE = 0.05  # bisection stops when the failing rate is within 5 % of the passing one
+# Generator guard (docs: load_tests/README.md).
+MAX_GENERATOR_CORE_SHARE = 0.70  # of one core, per generator process
+MIN_MACHINE_IDLE = 0.10  # share of the whole machine
+MAX_SEND_LAG_SHARE_OF_SLO = 0.05  # send-lag p99 over the SLO
+
+
+def percentile_ms(latencies_ms: np.ndarray, q: float) -> float:
+    """Percentile by the nearest-rank-above rule (``inf`` entries are requests that never completed)."""
+    if len(latencies_ms) == 0:
+        return math.nan
+    return float(np.percentile(latencies_ms, q, method="higher"))
+
+
+@dataclass(frozen=True)
+class Window:
+    start_s: float  # intended-time offset of the window's start
+    seconds: float
+    completed: int  # successful answers to requests intended in this window
+    failed: int  # errors, wrong answers and requests never answered
+    p99_ms: float
+
+    @property
+    def throughput(self) -> float:
+        return self.completed / self.seconds
+
+
+def split_windows(
+    intended_s: np.ndarray, latency_ms: np.ndarray, ok: np.ndarray, warmup_s: float, window_s: float
+) -> list[Window]:
+    """Requests grouped by intended send time into whole windows after the warm-up (a trailing
+    partial window is dropped). ``latency_ms`` is ``inf`` for a request that never completed."""
+    if len(intended_s) == 0:
+        return []
+    n = int((float(intended_s.max()) - warmup_s) // window_s)
+    out = []
+    for k in range(max(n, 0)):
+        lo = warmup_s + k * window_s
+        sel = (intended_s >= lo) & (intended_s < lo + window_s)
+        lat = np.where(ok[sel], latency_ms[sel], np.inf)
+        out.append(Window(lo, window_s, int(ok[sel].sum()), int((~ok[sel]).sum()), percentile_ms(lat, 99)))
+    return out
+
+
+def _agree(values: Sequence[float], tolerance: float) -> bool:
+    if any(not math.isfinite(v) for v in values):
+        return False
+    mean = sum(values) / len(values)
+    return mean > 0 and all(abs(v - mean) <= tolerance * mean for v in values)
+
+
+def stable(windows: Sequence[Window], count: int = STABLE_WINDOWS, tolerance: float = STABLE_TOLERANCE) -> bool:
+    """The last ``count`` windows agree within ±``tolerance`` of their mean on throughput and on p99."""
+    if len(windows) < count:
+        return False
+    last = windows[-count:]
+    return _agree([w.throughput for w in last], tolerance) and _agree([w.p99_ms for w in last], tolerance)
+
+
+def window_seconds(rate: float, min_window_s: float, min_samples: int = MIN_STEP_SAMPLES) -> float:
+    """Long enough that the STABLE_WINDOWS measured windows together hold ``min_samples`` requests
+    (capped at MAX_WINDOW_S, which bounds a point's duration at very low rates)."""
+    return max(min_window_s, min(MAX_WINDOW_S, min_samples / STABLE_WINDOWS / rate))
+
+
+@dataclass
+class Point:
+    """One measured offered rate."""
+
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    throughput: float
+    samples: int
+    failed: int
+    stable: bool
+    windows: int
+    invalid: list[str] = field(default_factory=list)  # generator-guard reasons; empty when valid
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def passes(self, slo_ms: float) -> bool:
+        return self.failed == 0 and self.samples > 0 and self.p99_ms <= slo_ms
+
+    @property
+    def valid(self) -> bool:
+        return not self.invalid
+
+
+@dataclass
+class Search:
+    qps: float  # highest passing rate (0 when even the lowest rate failed)
+    ceiling: float  # lowest failing rate found (inf when none failed up to max_rate)
+    steps: list[Point]
+
+    @property
+    def at_qps(self) -> Point | None:
+        return next((p for p in self.steps if p.rate == self.qps), None)
+
+    @property
+    def at_ceiling(self) -> Point | None:
+        return next((p for p in self.steps if p.rate == self.ceiling), None)
+
+
+def search_capacity(
+    measure: Callable[[float], Point],
+    slo_ms: float,
+    start_rate: float,
+    *,
+    tolerance: float = CAPACITY_TOLERANCE,
+    min_rate: float = 10.0,
+    max_rate: float = 50_000.0,
+    bracket: tuple[float, float] | None = None,
+) -> Search:
+    """QPS@SLO by exponential search then geometric bisection, to within ``tolerance``.
+
+    ``bracket`` (lo, hi) from an earlier repeat saves the exponential phase; each end is measured
+    and the bracket widened until lo passes and hi fails."""
+    steps: list[Point] = []
+
+    def ok(rate: float) -> bool:
+        steps.append(measure(rate))
+        return steps[-1].passes(slo_ms)
+
+    def climb(rate: float) -> tuple[float, float]:
+        """From a passing ``rate``: double (up to max_rate) until a rate fails -> (lo, hi)."""
+        lo = rate
+        while lo < max_rate:
+            nxt = min(lo * 2, max_rate)
+            if not ok(nxt):
+                return lo, nxt
+            lo = nxt
+        return lo, math.inf
+
+    def descend(rate: float) -> tuple[float, float]:
+        """From a failing ``rate``: halve (down to min_rate) until a rate passes -> (lo, hi)."""
+        hi = rate
+        while hi / 2 >= min_rate:
+            if ok(hi / 2):
+                return hi / 2, hi
+            hi /= 2
+        return 0.0, hi
+
+    if bracket:
+        a, b = max(min_rate, bracket[0]), min(max_rate, bracket[1])
+        if not ok(a):
+            lo, hi = descend(a)
+        elif a >= max_rate or not ok(b):
+            lo, hi = (a, math.inf) if a >= max_rate else (a, b)
+        else:
+            lo, hi = climb(b)
+    else:
+        rate = min(max(start_rate, min_rate), max_rate)
+        lo, hi = climb(rate) if ok(rate) else descend(rate)
+    while lo > 0 and math.isfinite(hi) and hi > lo * (1 + tolerance):
+        mid = math.sqrt(lo * hi)
+        if ok(mid):
+            lo = mid
+        else:
+            hi = mid
+    return Search(lo, hi, steps)
+
+
+def mean_ci95(values: Sequence[float]) -> tuple[float, float, float]:
+    """Mean and the two-sided 95 % Student-t interval of the mean (repeats are few)."""
+    from scipy import stats as scipy_stats  # here: the Locust image imports this module without SciPy
+
+    x = np.asarray(values, dtype=float)
+    mean = float(x.mean())
+    if len(x) < 2:
+        return mean, math.nan, math.nan
+    half = float(scipy_stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+    return mean, mean - half, mean + half
+
+
+def invalid_reasons(
+    generator_core_share: float, machine_idle: float, send_lag_p99_ms: float, slo_ms: float
+) -> list[str]:
+    """Why a point's figures belong to the load generator or a saturated machine, not the server."""
+    reasons = []
+    if generator_core_share > MAX_GENERATOR_CORE_SHARE:
+        reasons.append(f"generator at {generator_core_share:.0%} of a core (> {MAX_GENERATOR_CORE_SHARE:.0%})")
+    if machine_idle < MIN_MACHINE_IDLE:
+        reasons.append(f"machine {machine_idle:.0%} idle (< {MIN_MACHINE_IDLE:.0%})")
+    if send_lag_p99_ms > MAX_SEND_LAG_SHARE_OF_SLO * slo_ms:
+        reasons.append(
+            f"send lag p99 {send_lag_p99_ms:.2f} ms (> {MAX_SEND_LAG_SHARE_OF_SLO:.0%} of the {slo_ms:g} ms SLO)"
+        )
+    return reasons
+
+
+def open_loop_table(sent: list[float], done: dict[str, list[float]]) -> dict[str, np.ndarray]:
+    """Per request sent: intended offset, latency (inf when unanswered), send lag, ok, batch."""
+    n = len(sent)
+    out = {
+        "t": np.asarray(sent, dtype=float),
+        "ms": np.full(n, np.inf),
+        "lag_ms": np.full(n, np.nan),
+        "ok": np.zeros(n, dtype=bool),
+        "batch": np.zeros(n, dtype=int),
+    }
+    if done and done["seq"]:
+        seq = np.asarray(done["seq"], dtype=int)
+        keep = seq < n
+        seq = seq[keep]
+        out["ms"][seq] = np.asarray(done["ms"])[keep]
+        out["lag_ms"][seq] = np.asarray(done["lag_ms"])[keep]
+        out["ok"][seq] = np.asarray(done["ok"])[keep] > 0
+        out["batch"][seq] = np.asarray(done["batch"])[keep]
+    out["ms"][~out["ok"]] = np.inf
+    return out
