@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 
 from load_tests import guard, report, stats
-from load_tests.measure import Endpoints, PointConfig, run_point
+from load_tests.measure import Endpoints, PointConfig, native_stack, run_point
 from load_tests.targets import BY_NAME, Target
 
 # Tuning constants (each also a command-line option).
@@ -204,12 +204,6 @@ def reverify_missed(folder: Path, args: argparse.Namespace) -> int:
     return 0
 
 
-def _answering(url: str) -> bool:
-    with contextlib.suppress(httpx.HTTPError):
-        return httpx.get(url, timeout=2).status_code == 200
-    return False
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--targets", default=",".join(DEFAULT_TARGETS))
@@ -243,7 +237,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from serving.native.process import exit_on_sigterm
     from serving.native.settings import ServingPorts
-    from serving.native.stack import ServingStack
 
     exit_on_sigterm()
     if args.reverify_missed:
@@ -256,14 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     ports = ServingPorts.from_env()
-    with contextlib.ExitStack() as es:
-        stack = ServingStack(args.artifacts, out / "run", ports, with_gateway=True)
-        if _answering(f"http://127.0.0.1:{ports.gateway}/readyz"):
-            print("using the stack that is already running", flush=True)
-        else:
-            print("starting the native stack ...", flush=True)
-            stack.start()
-            es.callback(stack.stop)
+    with native_stack(args.artifacts, out / "run", ports):
         cores = guard.pinning()
         if cores:
             for server in guard.SERVER_PROCESSES:

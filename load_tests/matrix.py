@@ -8,7 +8,6 @@ server metrics, run Locust for the same duration with a warm-up excluded, scrape
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import subprocess
 import sys
@@ -17,11 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import orjson
 
 from load_tests import report, scrape
+from load_tests.measure import locust_argv, native_stack
 from load_tests.targets import BY_NAME, TARGETS, Target
 
 # Tuning constants (each also a command-line option).
@@ -62,30 +61,9 @@ def run_one(target: Target, users: int, duration: float, warmup: float, out: Pat
     prefix.parent.mkdir(parents=True, exist_ok=True)
     exact = out / "exact" / f"{target.name}_u{users}"
     env = {**os.environ, **ep.urls, "LOAD_WARMUP_S": str(warmup), "LOAD_EXACT_OUT": str(exact)}
-    cmd = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(REPO / "load_tests" / "locustfile.py"),
-        "--headless",
-        "-u",
-        str(users),
-        "-r",
-        str(users),
-        "-t",
-        f"{warmup + duration:.0f}s",
-        "--stop-timeout",
-        "5",
-        "--csv",
-        str(prefix),
-        "--html",
-        f"{prefix}.html",
-        "--only-summary",
-        "--loglevel",
-        "WARNING",
-        target.user_class,
-    ]
+    cmd = locust_argv(
+        users, f"{warmup + duration:.0f}s", 5, target.user_class, "--csv", str(prefix), "--html", f"{prefix}.html"
+    )
     before = scrape.snapshot(ep.tf_metrics, ep.ts_metrics)
     subprocess.run(
         cmd,
@@ -114,12 +92,6 @@ def run_one(target: Target, users: int, duration: float, warmup: float, out: Pat
     )
 
 
-def _answering(url: str) -> bool:
-    with contextlib.suppress(httpx.HTTPError):
-        return httpx.get(url, timeout=2).status_code == 200
-    return False
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--targets", default=",".join(t.name for t in TARGETS))
@@ -138,17 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     from serving.native.settings import ServingPorts
-    from serving.native.stack import ServingStack
 
     ports = ServingPorts.from_env()
-    with contextlib.ExitStack() as es:
-        stack = ServingStack(args.artifacts, out / "run", ports, with_gateway=True)
-        if _answering(f"http://127.0.0.1:{ports.gateway}/readyz"):
-            print("using the stack that is already running", flush=True)
-        else:
-            print("starting the native stack ...", flush=True)
-            stack.start()
-            es.callback(stack.stop)
+    with native_stack(args.artifacts, out / "run", ports):
         ep = Endpoints(
             urls={
                 "TFSERVING_URL": f"http://127.0.0.1:{ports.tfserving_rest}",

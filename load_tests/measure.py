@@ -3,15 +3,18 @@ the generator guard and the servers' metrics around it, analysed into a ``stats.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import orjson
 
@@ -20,6 +23,33 @@ from load_tests.targets import Target
 
 REPO = Path(__file__).resolve().parent.parent
 LOCUST_START_S = 15.0  # generous bound on Locust's own start-up, added to a run's hard timeout
+
+
+def locust_argv(users: int, run_time: str, stop_timeout_s: int, user_class: str, *extra: str) -> list[str]:
+    """A headless Locust run of ``user_class`` with this repository's locustfile (quiet: summary only)."""
+    return [
+        sys.executable, "-m", "locust", "-f", str(REPO / "load_tests" / "locustfile.py"), "--headless",
+        "-u", str(users), "-r", str(users), "-t", run_time, "--stop-timeout", str(stop_timeout_s),
+        *extra, "--only-summary", "--loglevel", "WARNING", user_class,
+    ]  # fmt: skip
+
+
+@contextlib.contextmanager
+def native_stack(artifacts: Path, run_dir: Path, ports: Any) -> Iterator[None]:
+    """The native stack on ``ports``: the one already answering, else started here and stopped after."""
+    from serving.native.stack import ServingStack
+
+    with contextlib.suppress(httpx.HTTPError):
+        if httpx.get(f"http://127.0.0.1:{ports.gateway}/readyz", timeout=2).status_code == 200:
+            print("using the stack that is already running", flush=True)
+            yield
+            return
+    print("starting the native stack ...", flush=True)
+    with contextlib.ExitStack() as es:
+        stack = ServingStack(artifacts, run_dir, ports, with_gateway=True)
+        stack.start()
+        es.callback(stack.stop)
+        yield
 
 
 @dataclass(frozen=True)
@@ -76,27 +106,9 @@ def run_point(
         "LOAD_EXACT_OUT": str(exact),
         "LOAD_DURATION_S": f"{run_s:.3f}",
     }
-    cmd = [
-        sys.executable,
-        "-m",
-        "locust",
-        "-f",
-        str(REPO / "load_tests" / "locustfile.py"),
-        "--headless",
-        "-u",
-        str(cfg.processes),
-        "-r",
-        str(cfg.processes),
-        *(["--processes", str(cfg.processes)] if cfg.processes > 1 else []),
-        "-t",
-        f"{math.ceil(run_s + LOCUST_START_S)}s",  # a cap only: the user ends the run after its schedule
-        "--stop-timeout",
-        "2",
-        "--only-summary",
-        "--loglevel",
-        "WARNING",
-        target.open_user_class,
-    ]
+    # -t is a cap only: the open-loop user ends the run after its schedule.
+    processes = ["--processes", str(cfg.processes)] if cfg.processes > 1 else []
+    cmd = locust_argv(cfg.processes, f"{math.ceil(run_s + LOCUST_START_S)}s", 2, target.open_user_class, *processes)
     cores = guard.pinning()
     if cores:
         cmd = ["taskset", "-c", ",".join(map(str, cores[0])), *cmd]
