@@ -59,7 +59,7 @@ bench-validation: $(STAMP) ## benchmark: request decoding, the type scan, strict
 load: $(ARTIFACTS)/manifest.json ## QPS at a p99 SLO per target, open loop, 3 repeats with CIs (~35 min) -> reports/<time>/; LOAD_ARGS="--slo-ms 5 ..."
 	$(PY) -m load_tests.capacity --artifacts $(ARTIFACTS) $(LOAD_ARGS)
 
-load-sweep: $(ARTIFACTS)/manifest.json ## batching sweep per server: max batch x delay -> QPS@SLO and low-load p50 (~25 min) -> reports/sweep-<time>/
+load-sweep: $(ARTIFACTS)/manifest.json ## batching sweep per server: max batch x delay -> QPS@SLO and low-load p50, both bests re-measured 3x (~40 min) -> reports/sweep-<time>/
 	$(PY) -m load_tests.sweep --artifacts $(ARTIFACTS) $(LOAD_ARGS)
 
 load-matrix: $(ARTIFACTS)/manifest.json ## quick closed-loop look (targets x 1/8/32 users); not a capacity figure -> reports/<time>/

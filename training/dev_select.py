@@ -33,19 +33,26 @@ MNIST_FLOOR = 0.93
 #   epochs 16 .893 | serifs .5 thicker .35 .889 | serifs .7 .876 | serifs .5 epochs 16 .915 (chosen)
 # Drawn stayed .973-.990 and MNIST .964-.976 for all. The candidates are spelled out in full, so
 # they keep their meaning now that the defaults are the chosen ones.
+# Round 3 (Keras, the framework under the printed goal), 2026-11-23: Keras's own init (Glorot) vs
+# PyTorch's in Keras too, printed dev: seed 42 .887 vs .911 | 43 .856 vs .893 | 44 .882 vs .868;
+# mean .875 vs .890 (seed spread +-2 points, so a modest gain). Drawn .980 both, MNIST .971 vs .968.
+# Chosen: PyTorch's init in both frameworks (PyTorch itself is unchanged).
 _PREVIOUS: dict[str, Any] = {"serifs": 0.3}
+_OWN_INIT = "own"
 CANDIDATES: dict[str, tuple[Augmentation, HyperParams]] = {
-    "current": (Augmentation(**_PREVIOUS), HyperParams(epochs=12)),
-    "serifs .5": (Augmentation(serifs=0.5), HyperParams(epochs=12)),
-    "thicker .35": (Augmentation(**_PREVIOUS, thicker=0.35), HyperParams(epochs=12)),
-    "wider": (Augmentation(**_PREVIOUS, max_aspect=0.4, scale=(0.6, 1.15)), HyperParams(epochs=12)),
-    "renorm .7": (Augmentation(**_PREVIOUS, renormalised=0.7), HyperParams(epochs=12)),
-    "copies 12": (Augmentation(**_PREVIOUS, copies=12), HyperParams(epochs=12)),
-    "epochs 16": (Augmentation(**_PREVIOUS), HyperParams(epochs=16)),
-    "serifs .5 thicker .35": (Augmentation(serifs=0.5, thicker=0.35), HyperParams(epochs=12)),
+    "current": (Augmentation(**_PREVIOUS), HyperParams(epochs=12, init=_OWN_INIT)),
+    "serifs .5": (Augmentation(serifs=0.5), HyperParams(epochs=12, init=_OWN_INIT)),
+    "thicker .35": (Augmentation(**_PREVIOUS, thicker=0.35), HyperParams(epochs=12, init=_OWN_INIT)),
+    "wider": (Augmentation(**_PREVIOUS, max_aspect=0.4, scale=(0.6, 1.15)), HyperParams(epochs=12, init=_OWN_INIT)),
+    "renorm .7": (Augmentation(**_PREVIOUS, renormalised=0.7), HyperParams(epochs=12, init=_OWN_INIT)),
+    "copies 12": (Augmentation(**_PREVIOUS, copies=12), HyperParams(epochs=12, init=_OWN_INIT)),
+    "epochs 16": (Augmentation(**_PREVIOUS), HyperParams(epochs=16, init=_OWN_INIT)),
+    "serifs .5 thicker .35": (Augmentation(serifs=0.5, thicker=0.35), HyperParams(epochs=12, init=_OWN_INIT)),
     # Round 2, around round 1's best (serifs .5).
-    "serifs .7": (Augmentation(serifs=0.7), HyperParams(epochs=12)),
-    "serifs .5 epochs 16": (Augmentation(serifs=0.5), HyperParams(epochs=16)),
+    "serifs .7": (Augmentation(serifs=0.7), HyperParams(epochs=12, init=_OWN_INIT)),
+    "serifs .5 epochs 16": (Augmentation(serifs=0.5), HyperParams(epochs=16, init=_OWN_INIT)),
+    # Round 3 (Keras, the framework under the printed goal): PyTorch's initialisation in both.
+    "serifs .5 epochs 16 torch-init": (Augmentation(serifs=0.5), HyperParams(epochs=16, init="torch")),
 }
 
 

@@ -15,6 +15,10 @@ class HyperParams:
     # Per-epoch cosine decay from learning_rate towards 0, identical in both frameworks: the last
     # epochs settle instead of stopping mid-step (measured: steadier accuracy across seeds).
     cosine_decay: bool = True
+    # Weight initialisation: "torch" = PyTorch's nn.Linear default, U(+-1/sqrt(fan_in)) for kernels and
+    # biases, in both frameworks (the same network starts the same way); "own" = each framework's
+    # default (Keras: Glorot-uniform kernels, zero biases). Chosen on the development sets (dev_select).
+    init: str = "torch"
 
     def lr_at(self, epoch: int) -> float:
         if not self.cosine_decay:

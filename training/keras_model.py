@@ -32,12 +32,26 @@ def build(hp: HyperParams) -> keras.Model:
     return keras.Sequential(
         [
             keras.Input(shape=(INPUT_DIM,), name=INPUT_NAME),
-            keras.layers.Dense(hp.hidden, activation="relu"),
+            keras.layers.Dense(hp.hidden, activation="relu", **_init(hp, INPUT_DIM)),
             keras.layers.Dropout(hp.dropout),
-            keras.layers.Dense(NUM_CLASSES, activation="softmax"),
+            keras.layers.Dense(NUM_CLASSES, activation="softmax", **_init(hp, hp.hidden)),
         ],
         name="mnist_mlp",
     )
+
+
+def _init(hp: HyperParams, fan_in: int) -> dict[str, keras.initializers.Initializer]:
+    """PyTorch's ``nn.Linear`` default when ``hp.init == "torch"``: U(+-1/sqrt(fan_in)) for both."""
+    if hp.init == "own":
+        return {}
+    if hp.init != "torch":
+        raise ValueError(f"unknown init {hp.init!r}")
+    bound = fan_in**-0.5
+    return {
+        # VarianceScaling's uniform limit is sqrt(3 * scale / fan_in): scale 1/3 gives 1/sqrt(fan_in).
+        "kernel_initializer": keras.initializers.VarianceScaling(1 / 3, "fan_in", "uniform"),
+        "bias_initializer": keras.initializers.RandomUniform(-bound, bound),
+    }
 
 
 class _Progress(keras.callbacks.Callback):

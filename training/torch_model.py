@@ -39,6 +39,8 @@ class MnistNet(nn.Module):
 def train(
     hp: HyperParams, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray
 ) -> tuple[MnistNet, History]:
+    if hp.init not in ("own", "torch"):  # PyTorch's own default *is* the shared "torch" scheme
+        raise ValueError(f"unknown init {hp.init!r}")
     torch.manual_seed(hp.seed)
     model = MnistNet(hp.hidden, hp.dropout)
     optimizer = torch.optim.Adam(model.parameters(), lr=hp.learning_rate)

@@ -135,6 +135,7 @@ def run(
             "optimizer": "adam",
             "hidden": hp.hidden,
             "dropout": hp.dropout,
+            "init": hp.init,
         },
         "augmentation": aug.as_dict(),
         "input": {"name": INPUT_NAME, "dtype": "float32", "shape": [-1, INPUT_DIM], "range": [0.0, 1.0]},

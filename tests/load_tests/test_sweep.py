@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 from pathlib import Path
@@ -15,6 +16,33 @@ def test_the_grid_skips_delays_for_batch_one() -> None:
     assert (1, 0) in grid and (1, 5) not in grid
     assert {(b, d) for b in (8, 32) for d in (0, 1, 2, 5)} <= set(grid)
     assert len(grid) == 9
+
+
+def test_torchserve_grid_has_no_zero_delay_batches() -> None:
+    # TorchServe would run a 0 ms delay as its 100 ms default (what test_effective_config_is_read sees).
+    grid = sweep.configurations("torchserve")
+    assert (1, 0) in grid and (8, 0) not in grid and (32, 0) not in grid
+    assert {(b, d) for b in (8, 32) for d in (1, 2, 5)} <= set(grid)
+    assert len(grid) == 7
+
+
+def test_effective_config_is_read_from_the_running_torchserve(serving_stack) -> None:
+    port = serving_stack.ports.torchserve_management
+    effective = sweep.torchserve_effective(f"http://127.0.0.1:{port}")
+    # The shipped config.properties: batchSize 32, maxBatchDelay 1 ms, one worker per model.
+    shipped = (sweep.REPO / "serving/torchserve/config.properties").read_text()
+    assert '"batchSize": 32, "maxBatchDelay": 1' in shipped
+    for m in effective.values():
+        assert (m["batchSize"], m["maxBatchDelay"], m["minWorkers"], m["maxWorkers"]) == (32, 1, 1, 1)
+    assert len(effective) == 2
+
+
+def test_reuse_keeps_an_earlier_sweeps_entries(tmp_path: Path) -> None:
+    entries = [{"server": "tfserving", "qps": 1.0}, {"server": "torchserve", "qps": 2.0}]
+    (tmp_path / "sweep.partial.json").write_text(json.dumps(entries))
+    assert sweep.reused(tmp_path) == entries
+    (tmp_path / "sweep.json").write_text(json.dumps({"entries": entries[:1], "environment": {}}))
+    assert sweep.reused(tmp_path) == entries[:1]  # a finished sweep wins over a partial one
 
 
 def test_tf_config_changes_only_the_swept_fields(tmp_path: Path) -> None:
@@ -36,3 +64,32 @@ def test_torchserve_config_matches_the_tf_one(tmp_path: Path) -> None:
     shipped = (sweep.REPO / "serving/torchserve/config.properties").read_text()
     for key in ("inference_address", "disable_token_authorization", "load_models"):
         assert re.search(rf"^{key}=.*$", shipped, re.M).group(0) in text  # type: ignore[union-attr]
+
+
+def _entry(server: str, batch: int, delay: int, qps: float) -> dict[str, object]:
+    return {"server": server, "max_batch": batch, "delay_ms": delay, "qps": qps, "valid": False,
+            "low_p50_ms": 4.0 + delay, "low_p99_ms": 9.0 + delay}  # fmt: skip
+
+
+def test_best_against_best_is_the_re_measured_one(tmp_path: Path) -> None:
+    entries = [_entry("tfserving", 8, 1, 700.0), _entry("tfserving", 32, 2, 900.0), _entry("torchserve", 8, 2, 300.0)]
+    best = sweep.best_per_server(entries)
+    assert (best["tfserving"]["max_batch"], best["torchserve"]["max_batch"]) == (32, 8)
+    confirmed = {
+        "tfserving": {"max_batch": 32, "delay_ms": 2, "sweep_qps": 900.0, "repeats": [500.0, 420.0, 610.0],
+                      "qps": 510.0, "ci95": [273.0, 747.0]},
+        "torchserve": {"max_batch": 8, "delay_ms": 2, "sweep_qps": 300.0, "repeats": [280.0, 250.0, 310.0],
+                       "qps": 280.0, "ci95": [205.0, 355.0]},
+    }  # fmt: skip
+    args = argparse.Namespace(slo_ms=20.0, executors=1, reuse=None)
+    env = {"tfserving": "stand-in", "cpu": "test", "cores": 2, "git_commit": "abc"}
+    text = sweep.write(tmp_path, entries, env, args, 60.0, confirmed).read_text()
+    assert "| tfserving | max batch 32, delay 2 ms | **510** | 273 – 747 | 500, 420, 610 | 900 |" in text
+    assert "Ratio of the means, TF Serving / TorchServe: 1.82; the intervals **overlap**" in text
+    doc = json.loads((tmp_path / "sweep.json").read_text())
+    assert doc["confirmed"] == confirmed and len(doc["entries"]) == 3
+    assert (tmp_path / "sweep.png").stat().st_size > 0
+
+    confirmed["tfserving"]["ci95"] = [400.0, 620.0]
+    text = sweep.write(tmp_path, entries, env, args, 60.0, confirmed).read_text()
+    assert "the intervals do not overlap." in text
