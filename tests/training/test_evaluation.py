@@ -12,11 +12,11 @@ import pytest
 from training import evalsets
 
 # The goals are printed >= 0.90, drawn/handwritten >= 0.95, MNIST >= 0.93. Measured with the
-# default seed: printed 0.898 (Keras) / 0.895 (PyTorch), drawn 0.983 / 0.977, handwritten photos
-# 0.968 / 0.966, MNIST 0.969 / 0.976. Floors a little under the measured figures absorb the
-# framework's floating-point differences between machines; the printed floor guards the gain
-# (0.30 before this work) without pretending the 0.90 goal is met.
-FLOORS = {"mnist_test": 0.95, "drawn": 0.95, "handwritten": 0.95, "printed": 0.87}
+# default seed (2026-11-23, one initialisation for both frameworks): printed 0.905 (Keras) / 0.921
+# (PyTorch), drawn 0.983 / 0.973, handwritten photos 0.961 / 0.962, MNIST 0.968 / 0.971. Floors a
+# little under the measured figures absorb floating-point differences between machines; the printed
+# floor guards the gain (0.30 before this work), 2.5 points under Keras's figure.
+FLOORS = {"mnist_test": 0.95, "drawn": 0.95, "handwritten": 0.95, "printed": 0.88}
 
 
 def test_sets_are_deterministic_balanced_and_readable() -> None:
