@@ -46,7 +46,7 @@ DELAY_MS = (0, 1, 2, 5)
 LOW_RATE = 100.0  # req/s for the low-load p50
 LOW_SAMPLES = 600
 CONFIRM_REPEATS = 3  # the minimum for a Student-t interval, as make load
-TOLERANCE = 0.10  # coarser than make load's 5 %: 18 configurations, one search each
+TOLERANCE = 0.10  # coarser than make load's 5 %: 16 configurations, one search each
 SERVERS = {"tfserving": "tfserving", "torchserve": "torchserve"}  # server -> its direct REST target
 REPO = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 180.0
@@ -68,17 +68,9 @@ def configurations(server: str | None = None) -> list[tuple[int, int]]:
     return grid
 
 
-def torchserve_effective(management_url: str) -> dict[str, dict[str, int]]:
-    """What each TorchServe model really runs with (its describe API), to catch a config it overrode."""
-    import httpx
-
-    from mnist_serving.spec import ONNX_MODEL_NAME, TORCH_MODEL_NAME
-
-    out = {}
-    for name in (TORCH_MODEL_NAME, ONNX_MODEL_NAME):
-        (d,) = httpx.get(f"{management_url}/models/{name}", timeout=10).json()
-        out[name] = {k: int(d[k]) for k in ("batchSize", "maxBatchDelay", "minWorkers", "maxWorkers")}
-    return out
+def bracket_from(qps: float) -> tuple[float, float] | None:
+    """The search bracket an earlier QPS@SLO suggests (±20-25 %), or None to search afresh."""
+    return (qps * 0.8, qps * 1.25) if qps >= MIN_HINT else None
 
 
 def tf_batching(batch: int, delay_ms: int, executors: int, out: Path) -> Path:
@@ -143,7 +135,7 @@ def started(
         proc.wait_until(ready, START_TIMEOUT_S)
         effective: dict[str, Any] = {}
         if server == "torchserve":
-            effective = torchserve_effective(f"http://127.0.0.1:{ports.torchserve_management}")
+            effective = torchserve.batching(ports)
             for name, m in effective.items():
                 if m["batchSize"] != batch or (batch > 1 and m["maxBatchDelay"] != delay_ms):
                     raise RuntimeError(f"TorchServe runs {name} with {m}, not batch {batch} / delay {delay_ms} ms")
@@ -158,8 +150,9 @@ def run_config(
     label = f"{server}_b{batch}_d{delay_ms}"
     with started(server, batch, delay_ms, args, out / "run" / label) as (ep, effective):
         target = BY_NAME[SERVERS[server]]
-        bracket = (hint * 0.8, hint * 1.25) if hint >= MIN_HINT else None
-        s = measure_search(target, cfg, ep, out, args.seed, args.start_rate, bracket, label, tolerance=TOLERANCE)
+        s = measure_search(
+            target, cfg, ep, out, args.seed, args.start_rate, bracket_from(hint), label, tolerance=TOLERANCE
+        )
         low_cfg = dataclasses.replace(cfg, early_stop=False, max_windows=stats.STABLE_WINDOWS, min_samples=LOW_SAMPLES)
         low = run_point(target, LOW_RATE, args.seed, low_cfg, ep, out, f"{label}_low")
     at = s.at_qps
@@ -213,11 +206,10 @@ def confirm(
                 print(
                     f"[confirm {r + 1}/{args.confirm_repeats}] {s} max batch {e['max_batch']}, delay {e['delay_ms']} ms"
                 )
-                bracket = (e["qps"] * 0.8, e["qps"] * 1.25) if e["qps"] >= MIN_HINT else None
                 label = f"confirm_{s}_r{r + 1}"
                 found = measure_search(
-                    BY_NAME[SERVERS[s]], cfg, eps[s], out, args.seed + 1 + r, args.start_rate, bracket, label,
-                    tolerance=TOLERANCE,
+                    BY_NAME[SERVERS[s]], cfg, eps[s], out, args.seed + 1 + r, args.start_rate, bracket_from(e["qps"]),
+                    label, tolerance=TOLERANCE,
                 )  # fmt: skip
                 qps[s].append(found.qps)
     result = {}

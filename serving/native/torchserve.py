@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -41,13 +42,31 @@ def launcher(
     return ManagedProcess("torchserve", argv, run_dir / "torchserve.log", env=env, cwd=run_dir)
 
 
+def describe(ports: ServingPorts, name: str, timeout: float = 2.0) -> list[dict[str, Any]] | None:
+    """The management API's description of model ``name`` (one entry per version); None if not there."""
+    r = httpx.get(f"http://127.0.0.1:{ports.torchserve_management}/models/{name}", timeout=timeout)
+    return r.json() if r.status_code == 200 else None
+
+
 def ready(ports: ServingPorts) -> bool:
     """Every model has a READY worker (``/ping`` says Healthy before workers are up)."""
     for name in MODELS:
-        r = httpx.get(f"http://127.0.0.1:{ports.torchserve_management}/models/{name}", timeout=2)
-        if r.status_code != 200:
+        entries = describe(ports, name)
+        if entries is None:
             return False
-        workers = [w for entry in r.json() for w in entry.get("workers", [])]
+        workers = [w for entry in entries for w in entry.get("workers", [])]
         if not workers or any(w.get("status") != "READY" for w in workers):
             return False
     return True
+
+
+def batching(ports: ServingPorts) -> dict[str, dict[str, int]]:
+    """What each model really runs with, which can differ from its config (a 0 ms delay becomes 100)."""
+    out = {}
+    for name in MODELS:
+        entries = describe(ports, name, timeout=10)
+        if not entries:
+            raise RuntimeError(f"TorchServe does not serve {name}")
+        (d,) = entries
+        out[name] = {k: int(d[k]) for k in ("batchSize", "maxBatchDelay", "minWorkers", "maxWorkers")}
+    return out

@@ -27,8 +27,9 @@ def test_torchserve_grid_has_no_zero_delay_batches() -> None:
 
 
 def test_effective_config_is_read_from_the_running_torchserve(serving_stack) -> None:
-    port = serving_stack.ports.torchserve_management
-    effective = sweep.torchserve_effective(f"http://127.0.0.1:{port}")
+    from serving.native import torchserve
+
+    effective = torchserve.batching(serving_stack.ports)
     # The shipped config.properties: batchSize 32, maxBatchDelay 1 ms, one worker per model.
     shipped = (sweep.REPO / "serving/torchserve/config.properties").read_text()
     assert '"batchSize": 32, "maxBatchDelay": 1' in shipped
