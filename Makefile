@@ -10,7 +10,7 @@ VERSION ?= 1
 TRAIN_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup train test test-containers lint serve serve-models mar bench-servers bench-gateway bench-validation load load-sweep load-matrix locust-ui up up-gpu up-offline load-compose down k8s-render deploy k8s-images k8s-config k8s-load clean
+.PHONY: help setup train test test-containers lint serve serve-models mar bench-servers bench-gateway bench-validation bench-generator load load-sweep load-matrix locust-ui up up-gpu up-offline load-compose down k8s-render deploy k8s-images k8s-config k8s-load clean
 
 help: ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -56,17 +56,20 @@ bench-gateway: $(ARTIFACTS)/manifest.json ## benchmark: the gateway hop vs a bar
 bench-validation: $(STAMP) ## benchmark: request decoding, the type scan, strict pydantic
 	$(PY) -m benchmarks.validation
 
-load: $(ARTIFACTS)/manifest.json ## QPS at a p99 SLO per target, open loop, 3 repeats with CIs (~35 min) -> reports/<time>/; LOAD_ARGS="--slo-ms 5 ..."
-	$(PY) -m load_tests.capacity --artifacts $(ARTIFACTS) $(LOAD_ARGS)
+load: $(ARTIFACTS)/manifest.json ## QPS at a p99 SLO per target beside its floor, open loop, 3 repeats with CIs (~60 min) -> reports/<time>/; LOAD_ARGS="--list-targets", "--slo-ms 5 ..."
+	$(PY) -m load_tests.runs.capacity --artifacts $(ARTIFACTS) $(LOAD_ARGS)
+
+bench-generator: $(ARTIFACTS)/manifest.json ## benchmark: the load generator's send precision and CPU at 500-2,000+ req/s against a trivial server (~1 min)
+	$(PY) -m load_tests.runs.calibration $(BENCH_ARGS)
 
 load-sweep: $(ARTIFACTS)/manifest.json ## batching sweep per server: max batch x delay -> QPS@SLO and low-load p50, both bests re-measured 3x (~40 min) -> reports/sweep-<time>/
-	$(PY) -m load_tests.sweep --artifacts $(ARTIFACTS) $(LOAD_ARGS)
+	$(PY) -m load_tests.runs.sweep --artifacts $(ARTIFACTS) $(LOAD_ARGS)
 
 load-matrix: $(ARTIFACTS)/manifest.json ## quick closed-loop look (targets x 1/8/32 users); not a capacity figure -> reports/<time>/
-	$(PY) -m load_tests.matrix --artifacts $(ARTIFACTS) $(LOAD_ARGS)
+	$(PY) -m load_tests.runs.matrix --artifacts $(ARTIFACTS) $(LOAD_ARGS)
 
 locust-ui: $(STAMP) ## Locust's web UI on 127.0.0.1:8089 (start the stack with `make serve` first)
-	$(VENV)/bin/locust -f load_tests/locustfile.py --web-host 127.0.0.1
+	$(VENV)/bin/locust -f load_tests/generator/locustfile.py --web-host 127.0.0.1
 
 # The compose plugin when the engine has it, else a standalone docker-compose (on PATH or in .venv).
 COMPOSE ?= $(shell if docker compose version >/dev/null 2>&1; then echo "docker compose"; \
@@ -114,7 +117,7 @@ k8s-config: ## copy the server configs from serving/ into k8s/config (a test che
 	   serving/torchserve/config.properties k8s/config/
 
 k8s-load: $(STAMP) ## a fresh in-cluster Locust run (Jobs named per run); waits and fetches the report to reports/k8s/<run>/
-	$(PY) -m load_tests.k8s run
+	$(PY) -m load_tests.runs.k8s run
 
 clean: ## remove artifacts, run folders and reports (keeps .venv)
 	rm -rf $(ARTIFACTS) run reports test-artifacts

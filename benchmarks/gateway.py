@@ -12,8 +12,8 @@ For each path: added p50/p99 over direct (1 user, sequential), CPU µs per reque
 on it (the hop, the backend, and the load generator itself), and throughput at 1, 8 and 32 users as
 a ratio of direct. Paths are interleaved and repeated; figures are medians over repeats, so a
 noisy neighbour hits every path alike. Compare ratios, not absolute times: they vary by machine.
-On a machine with >= 4 cores the hop processes are pinned to cores of their own (taskset) and the
-load generator to others; on fewer cores everything shares them, and the throughput ratios say so.
+On a machine with >= 4 cores the hop processes are pinned to cores of their own (sched_setaffinity)
+and the load generator to others; on fewer cores everything shares them, and the throughput ratios say so.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ import numpy as np
 import orjson
 import psutil
 
+from load_tests.measure.cpu import pin, pin_tree, tree_cpu_s
 from mnist_serving.spec import STABLE_LABEL, TF_MODEL_NAME, TORCH_MODEL_NAME
 from serving.native.gateway import launcher as gateway_launcher
 from serving.native.process import ManagedProcess, exit_on_sigterm, free_ports
@@ -74,16 +75,6 @@ class Run:
         return float(np.percentile(self.latencies_us, q))
 
 
-def _cpu(p: psutil.Process, children: bool = True) -> float:
-    """CPU seconds of a process and, unless told otherwise, its children (TorchServe's workers, uvicorn's)."""
-    total = 0.0
-    for proc in (p, *(p.children(recursive=True) if children else ())):
-        with contextlib.suppress(psutil.NoSuchProcess):
-            t = proc.cpu_times()
-            total += t.user + t.system
-    return total
-
-
 async def _load(url: str, body: bytes, users: int, seconds: float, warmup: float) -> tuple[list[float], float]:
     """Closed loop: each user sends its next request when the last answer arrives."""
     latencies: list[float] = []
@@ -113,9 +104,13 @@ async def _load(url: str, body: bytes, users: int, seconds: float, warmup: float
 
 def measure(path: Path_, body: bytes, users: int, seconds: float, warmup: float) -> Run:
     me = psutil.Process()  # the load generator: this process alone (the stack is its children)
-    before = {role: _cpu(p) for role, p in path.processes.items()} | {"load generator": _cpu(me, children=False)}
+    before = {role: tree_cpu_s(p) for role, p in path.processes.items()} | {
+        "load generator": tree_cpu_s(me, children=False)
+    }
     latencies, elapsed = asyncio.run(_load(path.url, body, users, seconds, warmup))
-    after = {role: _cpu(p) for role, p in path.processes.items()} | {"load generator": _cpu(me, children=False)}
+    after = {role: tree_cpu_s(p) for role, p in path.processes.items()} | {
+        "load generator": tree_cpu_s(me, children=False)
+    }
     n = len(latencies)
     # CPU over warm-up and measurement, per request of the measurement: a slight overcount, alike for every path
     total = n * (seconds + warmup) / seconds
@@ -170,7 +165,7 @@ def _listening(port: int) -> bool:
 HOPS = ("gateway", "gateway-grpc", "bare-proxy-tfserving", "bare-proxy-torchserve")
 
 
-def pin(procs: dict[str, psutil.Process], phase: str) -> str:
+def pin_phase(procs: dict[str, psutil.Process], phase: str) -> str:
     """Keep the load generator off the cores that are measured. With >= 4 cores, hops (gateway,
     proxy) get half the cores and the generator and backends the other half, always. With 2-3
     cores, only while one user is measured: the hops get the last core; under concurrency they
@@ -183,10 +178,8 @@ def pin(procs: dict[str, psutil.Process], phase: str) -> str:
     else:
         hop_cores = rest_cores = cores
     for name, p in procs.items():
-        for proc in (p, *p.children(recursive=True)):
-            with contextlib.suppress(psutil.Error, OSError):
-                proc.cpu_affinity(hop_cores if name in HOPS else rest_cores)
-    psutil.Process().cpu_affinity(rest_cores)
+        pin_tree(p, hop_cores if name in HOPS else rest_cores)
+    pin([os.getpid()], rest_cores)  # this process alone: the stack is its children
     if hop_cores == rest_cores:
         return f"all {len(cores)} cores shared by load generator, hops and servers"
     return f"hops on cores {hop_cores}; load generator and servers on {rest_cores}"
@@ -275,11 +268,11 @@ def main(argv: list[str] | None = None) -> None:
                 )
             return out
 
-        notes = {"sequential": pin(proc, "sequential")}
+        notes = {"sequential": pin_phase(proc, "sequential")}
         print(f"1 user, 1 row: {notes['sequential']}", flush=True)
         sequential = phase("1 user, 1 row", paths, 1, body)
         rows = phase(f"1 user, {args.large_rows} rows", paths[2:], 1, large)
-        notes["throughput"] = pin(proc, "throughput")
+        notes["throughput"] = pin_phase(proc, "throughput")
         print(f"throughput: {notes['throughput']}", flush=True)
         throughput = {users: phase(f"{users} users", paths, users, body) for users in levels}
     report = summarise(sequential, rows, throughput, args.large_rows, notes)

@@ -11,7 +11,7 @@ import httpx
 import numpy as np
 
 from benchmarks.targets import Target
-from load_tests import checks
+from load_tests.generator import checks
 
 WARMUP_S = 2.0  # excluded from the figures: connection set-up, first batches, JIT paths
 

@@ -91,6 +91,26 @@ def window_seconds(rate: float, min_window_s: float, min_samples: int = MIN_STEP
 
 
 @dataclass
+class RunResult:
+    """One closed-loop run (runs/matrix.py): exact latencies and failures of one target at one user level."""
+
+    target: str
+    users: int
+    samples_ms: np.ndarray
+    failures: int
+    seconds: float
+    server_breakdown: dict[str, Any] | None = None
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def rps(self) -> float:
+        return len(self.samples_ms) / self.seconds if self.seconds else 0.0
+
+    def pct_us(self, q: float) -> float:
+        return float(np.percentile(self.samples_ms, q) * 1000) if len(self.samples_ms) else float("nan")
+
+
+@dataclass
 class Point:
     """One measured offered rate."""
 
@@ -215,23 +235,41 @@ def invalid_reasons(
     return reasons
 
 
-def open_loop_table(sent: list[float], done: dict[str, list[float]]) -> dict[str, np.ndarray]:
-    """Per request sent: intended offset, latency (inf when unanswered), send lag, ok, batch."""
-    n = len(sent)
+def open_loop_table(sent: dict[str, list[float]], done: dict[str, list[float]]) -> dict[str, np.ndarray]:
+    """Per request sent (contracts.SENT_FIELDS columns): global sequence number, intended offset,
+    latency (inf when unanswered), send lag, ok, batch. ``done`` rows are matched by sequence number."""
+    seq_sent = np.asarray(sent.get("seq", []), dtype=np.int64)
+    n = len(seq_sent)
     out = {
-        "t": np.asarray(sent, dtype=float),
+        "seq": seq_sent,
+        "t": np.asarray(sent.get("t", []), dtype=float),
         "ms": np.full(n, np.inf),
         "lag_ms": np.full(n, np.nan),
         "ok": np.zeros(n, dtype=bool),
         "batch": np.zeros(n, dtype=int),
     }
-    if done and done["seq"]:
-        seq = np.asarray(done["seq"], dtype=int)
-        keep = seq < n
-        seq = seq[keep]
-        out["ms"][seq] = np.asarray(done["ms"])[keep]
-        out["lag_ms"][seq] = np.asarray(done["lag_ms"])[keep]
-        out["ok"][seq] = np.asarray(done["ok"])[keep] > 0
-        out["batch"][seq] = np.asarray(done["batch"])[keep]
+    if n and done and done["seq"]:
+        order = np.argsort(seq_sent, kind="stable")
+        seq = np.asarray(done["seq"], dtype=np.int64)
+        pos = np.searchsorted(seq_sent, seq, sorter=order)
+        pos = np.minimum(pos, n - 1)
+        idx = order[pos]
+        keep = seq_sent[idx] == seq  # a completion of an arrival this table never sent is ignored
+        idx = idx[keep]
+        out["ms"][idx] = np.asarray(done["ms"], dtype=float)[keep]
+        out["lag_ms"][idx] = np.asarray(done["lag_ms"], dtype=float)[keep]
+        out["ok"][idx] = np.asarray(done["ok"])[keep] > 0
+        out["batch"][idx] = np.asarray(done["batch"])[keep]
     out["ms"][~out["ok"]] = np.inf
     return out
+
+
+def merge_tables(tables: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Several processes' tables as one, in arrival order (processes split one schedule by sequence
+    number, so together they are the whole schedule)."""
+    keys = ("seq", "t", "ms", "lag_ms", "ok", "batch")
+    if not tables:
+        return {k: np.zeros(0) for k in keys}
+    merged = {k: np.concatenate([t[k] for t in tables]) for k in keys}
+    order = np.argsort(merged["seq"], kind="stable")
+    return {k: v[order] for k, v in merged.items()}

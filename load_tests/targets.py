@@ -1,15 +1,27 @@
-"""Every load-test target: which user classes, which host, which path or gRPC method, which payload."""
+"""Every load-test target (which user classes, host, path or gRPC method, payload) and the one
+``Endpoints`` type: where each target's host and each server's metrics are in a given run."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 
 from mnist_serving import ports
-from mnist_serving.spec import TF_PREDICT_METHOD, TORCHSERVE_PREDICTIONS_METHOD
+from mnist_serving.spec import (
+    ONNX_MODEL_NAME,
+    TF_MODEL_NAME,
+    TF_PREDICT_METHOD,
+    TORCH_MODEL_NAME,
+    TORCHSERVE_PREDICTIONS_METHOD,
+)
 
 Payload = Literal["json", "png", "tensor"]
 Protocol = Literal["rest", "grpc"]
+FLOOR_PATH = "/predict"  # load_tests/servers/floor.py: the same JSON contract as the servers' REST routes
+
+
+def _local(port: int) -> str:
+    return f"http://127.0.0.1:{port}"
 
 
 @dataclass(frozen=True)
@@ -21,10 +33,11 @@ class Target:
     path: str  # URL path, or the gRPC method
     payload: Payload = "json"
     compare: bool = False
-    backend: str | None = None  # which backend serves it (for the comparison section)
+    backend: str | None = None  # which backend serves it (tfserving, torchserve, torchserve-onnx, floor-*)
     via_gateway: bool = False
     protocol: Protocol = "rest"
-    model: str = "mnist"  # gRPC: the model name in the request
+    model: str = TF_MODEL_NAME  # gRPC: the model name in the request
+    floor: str | None = None  # the floor target: the same model behind the leanest server
 
     @property
     def open_user_class(self) -> str:
@@ -32,65 +45,87 @@ class Target:
 
     @property
     def server(self) -> str | None:
-        """The model server behind it (tfserving or torchserve), for its metrics and processes."""
-        return self.backend.split("-")[0] if self.backend else None
+        """The process behind it (tfserving, torchserve or floor-<kind>), for its metrics and CPU."""
+        if not self.backend:
+            return None
+        return self.backend if self.backend.startswith("floor-") else self.backend.split("-")[0]
 
 
-TF = ("TFSERVING_URL", f"http://127.0.0.1:{ports.TFSERVING_REST}")
-TS = ("TORCHSERVE_URL", f"http://127.0.0.1:{ports.TORCHSERVE_INFERENCE}")
-GW = ("GATEWAY_URL", f"http://127.0.0.1:{ports.GATEWAY}")
+TF = ("TFSERVING_URL", _local(ports.TFSERVING_REST))
+TS = ("TORCHSERVE_URL", _local(ports.TORCHSERVE_INFERENCE))
+GW = ("GATEWAY_URL", _local(ports.GATEWAY))
 TF_GRPC = ("TFSERVING_GRPC_ADDRESS", f"127.0.0.1:{ports.TFSERVING_GRPC}")
 TS_GRPC = ("TORCHSERVE_GRPC_ADDRESS", f"127.0.0.1:{ports.TORCHSERVE_GRPC_INFERENCE}")
+TF_FLOOR, TS_FLOOR, ONNX_FLOOR = "floor-savedmodel", "floor-torchscript", "floor-onnx"
+# Floor kind (load_tests/servers/floor.py) -> its target's host env var and default port.
+FLOORS = {
+    "torchscript": ("FLOOR_TORCHSCRIPT_URL", ports.FLOOR_TORCHSCRIPT),
+    "onnx": ("FLOOR_ONNX_URL", ports.FLOOR_ONNX),
+    "savedmodel": ("FLOOR_SAVEDMODEL_URL", ports.FLOOR_SAVEDMODEL),
+}
 
 TARGETS = [
-    Target("tfserving", "TFServingUser", *TF, "/v1/models/mnist:predict", backend="tfserving"),
-    Target("torchserve", "TorchServeUser", *TS, "/predictions/mnist", backend="torchserve"),
-    Target("torchserve-onnx", "TorchServeOnnxUser", *TS, "/predictions/mnist_onnx", backend="torchserve-onnx"),
-    Target(
-        "tfserving-grpc",
-        "TFServingGrpcUser",
-        *TF_GRPC,
-        TF_PREDICT_METHOD,
-        payload="tensor",
-        backend="tfserving",
-        protocol="grpc",
-    ),
-    Target(
-        "torchserve-grpc",
-        "TorchServeGrpcUser",
-        *TS_GRPC,
-        TORCHSERVE_PREDICTIONS_METHOD,
-        payload="tensor",
-        backend="torchserve",
-        protocol="grpc",
-    ),
-    Target(
-        "gateway-tfserving",
-        "GatewayTFServingUser",
-        *GW,
-        "/v1/predict?backend=tfserving",
-        backend="tfserving",
-        via_gateway=True,
-    ),
-    Target(
-        "gateway-torchserve",
-        "GatewayTorchServeUser",
-        *GW,
-        "/v1/predict?backend=torchserve",
-        backend="torchserve",
-        via_gateway=True,
-    ),
-    Target(
-        "gateway-torchserve-onnx",
-        "GatewayTorchServeOnnxUser",
-        *GW,
-        "/v1/predict?backend=torchserve-onnx",
-        backend="torchserve-onnx",
-        via_gateway=True,
-    ),
+    Target("tfserving", "TFServingUser", *TF, f"/v1/models/{TF_MODEL_NAME}:predict", backend="tfserving",
+           floor=TF_FLOOR),
+    Target("torchserve", "TorchServeUser", *TS, f"/predictions/{TORCH_MODEL_NAME}", backend="torchserve",
+           floor=TS_FLOOR),
+    Target("torchserve-onnx", "TorchServeOnnxUser", *TS, f"/predictions/{ONNX_MODEL_NAME}",
+           backend="torchserve-onnx", floor=ONNX_FLOOR),
+    Target("tfserving-grpc", "TFServingGrpcUser", *TF_GRPC, TF_PREDICT_METHOD, payload="tensor",
+           backend="tfserving", protocol="grpc", floor=TF_FLOOR),
+    Target("torchserve-grpc", "TorchServeGrpcUser", *TS_GRPC, TORCHSERVE_PREDICTIONS_METHOD, payload="tensor",
+           backend="torchserve", protocol="grpc", floor=TS_FLOOR),
+    Target("gateway-tfserving", "GatewayTFServingUser", *GW, "/v1/predict?backend=tfserving", backend="tfserving",
+           via_gateway=True, floor=TF_FLOOR),
+    Target("gateway-torchserve", "GatewayTorchServeUser", *GW, "/v1/predict?backend=torchserve",
+           backend="torchserve", via_gateway=True, floor=TS_FLOOR),
+    Target("gateway-torchserve-onnx", "GatewayTorchServeOnnxUser", *GW, "/v1/predict?backend=torchserve-onnx",
+           backend="torchserve-onnx", via_gateway=True, floor=ONNX_FLOOR),
     Target("gateway-image", "GatewayImageUser", *GW, "/v1/predict/image?backend=tfserving", payload="png"),
     Target("gateway-compare", "GatewayCompareUser", *GW, "/v1/compare", compare=True),
-    # The load generator's calibration: load_tests/trivial_server.py answers at once.
-    Target("trivial", "TrivialUser", "TRIVIAL_URL", "http://127.0.0.1:8099", "/"),
-]
+    # Each model in-process behind the leanest HTTP server (servers/floor.py): what the hardware
+    # allows for this model, measured in the same run as the servers.
+    Target(TS_FLOOR, "FloorTorchScriptUser", FLOORS["torchscript"][0], _local(FLOORS["torchscript"][1]), FLOOR_PATH,
+           backend=TS_FLOOR),
+    Target(ONNX_FLOOR, "FloorOnnxUser", FLOORS["onnx"][0], _local(FLOORS["onnx"][1]), FLOOR_PATH, backend=ONNX_FLOOR),
+    Target(TF_FLOOR, "FloorSavedModelUser", FLOORS["savedmodel"][0], _local(FLOORS["savedmodel"][1]), FLOOR_PATH,
+           backend=TF_FLOOR),
+    # The load generator's calibration: load_tests/servers/trivial.py answers at once.
+    Target("trivial", "TrivialUser", "TRIVIAL_URL", _local(ports.TRIVIAL), "/"),
+]  # fmt: skip
 BY_NAME = {t.name: t for t in TARGETS}
+# What the servers serve (not the load tools' own floor and trivial servers).
+SERVING_TARGETS = [t for t in TARGETS if t.name != "trivial" and not t.name.startswith("floor-")]
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where one run's targets and metrics are: host env var -> base URL (gRPC: host:port)."""
+
+    urls: dict[str, str] = field(default_factory=dict)
+    tf_metrics: str = ""
+    ts_metrics: str = ""
+    gateway_metrics: str = ""
+
+    @classmethod
+    def native(cls, p: Any) -> Endpoints:
+        """The native stack's addresses (``serving.native.settings.ServingPorts``)."""
+        return cls(
+            urls={
+                TF[0]: _local(p.tfserving_rest),
+                TS[0]: _local(p.torchserve_inference),
+                GW[0]: _local(p.gateway),
+                TF_GRPC[0]: f"127.0.0.1:{p.tfserving_grpc}",
+                TS_GRPC[0]: f"127.0.0.1:{p.torchserve_grpc_inference}",
+            },
+            tf_metrics=f"{_local(p.tfserving_rest)}/monitoring/prometheus/metrics",
+            ts_metrics=f"{_local(p.torchserve_metrics)}/metrics",
+            gateway_metrics=f"{_local(p.gateway)}/metrics",
+        )
+
+    def with_url(self, target: Target, url: str) -> Endpoints:
+        """These endpoints plus ``target`` at ``url`` (a floor or the trivial server started by a run)."""
+        return replace(self, urls={**self.urls, target.host_env: url})
+
+    def url(self, target: Target) -> str:
+        return self.urls.get(target.host_env, target.default_host)

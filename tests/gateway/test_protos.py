@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 
-from gateway.app.clients import protos
+from mnist_serving import protos
 
 
 def test_predict_request_round_trips_into_the_real_message() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 import numpy as np
 
-from gateway.app.clients import protos
+from mnist_serving import protos
 from gateway.app.clients.base import BackendError, Prediction, Status
 from gateway.app.clients.grpc_common import raise_for, unary_stub
 from gateway.app.clients.tfserving_rest import TFServingRESTClient

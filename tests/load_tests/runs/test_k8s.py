@@ -8,10 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import orjson
 import pytest
 
-from load_tests import k8s
+from load_tests.contracts import Recording
+from load_tests.runs import k8s
 from tests.conftest import REPO
 from tests.deploy.conftest import render
 from tests.deploy.kube import restricted_violations, validate
@@ -73,7 +73,7 @@ def test_the_fetch_pod_passes_restricted_pod_security() -> None:
 
 def _locust(*args: str, env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "locust", "-f", "load_tests/locustfile.py", *args],
+        [sys.executable, "-m", "locust", "-f", "load_tests/generator/locustfile.py", *args],
         cwd=REPO,
         env={**os.environ, **env},
         stdout=subprocess.PIPE,
@@ -119,7 +119,7 @@ def test_workers_without_a_shared_volume_ship_exact_timings_to_the_master(servin
     files = sorted(exact.parent.glob("exact.*.json"))
     shipped = [f for f in files if ".worker-" in f.name]
     assert len(shipped) == 1, [f.name for f in files]
-    data = orjson.loads(shipped[0].read_bytes())
-    samples = data["samples_ms"]["tfserving"]
-    assert len(samples) > 20 and data["failures"] == {}
+    rec = Recording.loads(shipped[0].read_bytes())
+    samples = rec.samples_ms["tfserving"]
+    assert len(samples) > 20 and rec.failures == {}
     assert all(0 < s < 5000 for s in samples)

@@ -1,9 +1,8 @@
-"""The load generator's guard: what the machine and the generator did during a measured point.
+"""CPU accounting and core pinning, the one helper for load_tests and benchmarks/:
 
 - machine: idle and steal shares from /proc/stat deltas (all cores together);
-- generator: CPU seconds of the Locust process (``RUSAGE_CHILDREN`` delta around the run), per
-  request and as a share of one core;
-- servers: CPU seconds of each server's process tree (psutil), per request;
+- a process tree's CPU seconds (psutil): a server with its workers, or one process alone;
+- servers by name: CPU seconds of each server's process tree, per request;
 - pinning: on ≥ ``PIN_MIN_CORES`` cores the generator gets its own cores (``taskset``), away from
   the servers and the gateway, which get the rest.
 """
@@ -26,6 +25,9 @@ SERVER_PROCESSES = {
     "tfserving": ("serving.tfserving_standin", "tensorflow_model_server"),
     "torchserve": ("org.pytorch.serve.ModelServer",),
     "gateway": ("gateway.app",),
+    "floor-torchscript": ("load_tests.servers.floor torchscript",),
+    "floor-onnx": ("load_tests.servers.floor onnx",),
+    "floor-savedmodel": ("load_tests.servers.floor savedmodel",),
 }
 
 
@@ -64,6 +66,17 @@ def children_cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def tree_cpu_s(proc: psutil.Process, children: bool = True) -> float:
+    """CPU seconds of a process and, unless told otherwise, all its children (TorchServe's workers, uvicorn's)."""
+    total = 0.0
+    with contextlib.suppress(psutil.Error):
+        for p in (proc, *(proc.children(recursive=True) if children else ())):
+            with contextlib.suppress(psutil.Error):
+                t = p.cpu_times()
+                total += t.user + t.system
+    return total
+
+
 def _matches(proc: psutil.Process, needles: Iterable[str]) -> bool:
     with contextlib.suppress(psutil.Error):
         cmd = " ".join(proc.cmdline())
@@ -84,12 +97,7 @@ def server_processes(server: str) -> list[psutil.Process]:
 
 
 def server_cpu_s(server: str) -> float:
-    total = 0.0
-    for p in server_processes(server):
-        with contextlib.suppress(psutil.Error):
-            t = p.cpu_times()
-            total += t.user + t.system
-    return total
+    return sum(tree_cpu_s(p, children=False) for p in server_processes(server))
 
 
 def pinning(cores: int | None = None) -> tuple[list[int], list[int]] | None:
@@ -106,3 +114,9 @@ def pin(pids: Iterable[int], cores: list[int]) -> None:
     for pid in pids:
         with contextlib.suppress(OSError):
             os.sched_setaffinity(pid, cores)
+
+
+def pin_tree(proc: psutil.Process, cores: list[int]) -> None:
+    """A process and all its children on ``cores``."""
+    with contextlib.suppress(psutil.Error):
+        pin([p.pid for p in (proc, *proc.children(recursive=True))], cores)

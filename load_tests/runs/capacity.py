@@ -1,5 +1,5 @@
-"""``python -m load_tests.capacity`` (``make load``): QPS at a p99 latency SLO for every target, the
-way MLPerf's Server scenario and perf_analyzer measure it.
+"""``python -m load_tests.runs.capacity`` (``make load``): QPS at a p99 latency SLO for every target,
+the way MLPerf's Server scenario and perf_analyzer measure it, each server beside its floor.
 
 Per target: open-loop Poisson arrivals (openloop.py), latency from the intended send time, each
 point run in windows until 3 agree (stats.stable), a search for the highest rate whose p99 meets
@@ -7,7 +7,10 @@ the SLO (stats.search_capacity), repeated ``--repeats`` times with the targets i
 visits them in a rotated order, so slow drifts of a shared machine spread over all), reported as a
 mean with a 95 % confidence interval. Then an independent run of ``--verify-s`` seconds at each
 reported QPS@SLO, with the server-side breakdown. The generator is calibrated against a trivial
-server first, and every point carries the generator guard (stats.invalid_reasons).
+server first (runs/calibration.py), which also sizes the split of each rate across generator
+processes, and every point carries the generator guard (stats.invalid_reasons). Each target's floor
+(the same model behind the leanest server, servers/floor.py) runs in the same searches, and the
+report gives every server's p50, p99 (at ``FLOOR_RATE``) and QPS@SLO as a ratio to its floor.
 
 Writes ``reports/<time>/``: report.md, results.json, plots, the exact timings of every run.
 """
@@ -17,18 +20,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import math
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from load_tests import guard, report, stats
-from load_tests.measure import Endpoints, PointConfig, native_stack, run_point
-from load_tests.targets import BY_NAME, Target
+from load_tests import stats
+from load_tests.measure import cpu
+from load_tests.measure.point import PointConfig, run_point
+from load_tests.reports import capacity as report
+from load_tests.reports import environment as report_env
+from load_tests.runs.calibration import calibrate
+from load_tests.runs.stack import floors_of, local_servers, native_stack
+from load_tests.targets import BY_NAME, TARGETS, Endpoints, Target
 
 # Tuning constants (each also a command-line option).
 DEFAULT_TARGETS = (
@@ -47,7 +51,7 @@ START_RATE = 200.0  # req/s of the first step of the first repeat
 BRACKET = 0.15  # later repeats start from the first's result ± this share
 MAX_RATE = 50_000.0
 VERIFY_S = 15.0
-CALIBRATION_START = 500.0  # req/s; doubled until the generator's guard trips
+FLOOR_RATE = 200.0  # req/s at which each server's p50/p99 is set beside its floor's (every server holds it here)
 
 
 def measure_search(
@@ -104,46 +108,6 @@ def capacity_entry(target: str, slo_ms: float, searches: list[stats.Search]) -> 
         "stable": all(p is not None and p.stable for p in at),
         "invalid_reasons": sorted({r for p in at if p for r in p.invalid}),
     }
-
-
-def calibrate(cfg: PointConfig, out: Path, seed: int) -> dict[str, Any]:
-    """The generator's own ceiling: the highest rate, against a server that answers at once, at
-    which the Locust process stays within 70 % of a core with nothing failing and p99 within the
-    SLO. The send lag at each rate is recorded beside it: its floor on this machine is stated, not
-    assumed."""
-    from serving.native.process import free_ports
-
-    target = BY_NAME["trivial"]
-    (port,) = free_ports(1)
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-m", "load_tests.trivial_server", str(port)])
-    points = []
-    try:
-        for _ in range(100):
-            with contextlib.suppress(httpx.HTTPError):
-                httpx.post(url, content=b"{}", timeout=1)
-                break
-            time.sleep(0.1)
-        ep = Endpoints(urls={target.host_env: url}, tf_metrics="", ts_metrics="")
-        rate = CALIBRATION_START
-        while rate <= 64_000:
-            p = run_point(target, rate, seed, cfg, ep, out, f"calibration_{rate:.0f}")
-            gen_ok = not [r for r in p.invalid if "generator" in r]
-            points.append({**point_dict(p, cfg.slo_ms), "generator_ok": gen_ok})
-            print(
-                f"    calibration {rate:8.0f} req/s  generator {p.extra.get('generator_core_share', math.nan):.0%} "
-                f"of a core, {p.extra.get('generator_cpu_us_per_req', math.nan):.0f} µs/req, send lag p99 "
-                f"{p.extra.get('send_lag_p99_ms', math.nan):.2f} ms",
-                flush=True,
-            )
-            if not gen_ok or not p.passes(cfg.slo_ms):
-                break
-            rate *= 2
-    finally:
-        proc.terminate()
-        proc.wait(10)
-    ok = [p["rate"] for p in points if p["generator_ok"] and p["passes"]]
-    return {"ceiling_rps": max(ok) if ok else 0.0, "points": points}
 
 
 def verify_entry(
@@ -206,16 +170,25 @@ def reverify_missed(folder: Path, args: argparse.Namespace) -> int:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--list-targets", action="store_true", help="print every target name, one per line, and exit")
     p.add_argument("--targets", default=",".join(DEFAULT_TARGETS))
+    p.add_argument("--no-floors", dest="floors", action="store_false", help="do not measure the targets' floors")
     p.add_argument("--slo-ms", type=float, default=SLO_MS, help="p99 latency SLO (default: %(default)s)")
     p.add_argument("--repeats", type=int, default=REPEATS)
     p.add_argument("--start-rate", type=float, default=START_RATE)
     p.add_argument("--max-rate", type=float, default=MAX_RATE, help="the search never offers more (req/s)")
+    p.add_argument("--floor-rate", type=float, default=FLOOR_RATE, help="p50/p99 beside the floor at this rate")
     p.add_argument("--min-samples", type=int, default=stats.MIN_STEP_SAMPLES, help="requests per measured point")
     p.add_argument("--min-window-s", type=float, default=PointConfig.min_window_s)
     p.add_argument("--max-windows", type=int, default=PointConfig.max_windows)
     p.add_argument("--warmup", type=float, default=PointConfig.warmup_s)
-    p.add_argument("--processes", type=int, default=PointConfig.processes, help="Locust processes per point")
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=PointConfig.processes,
+        help="Locust processes per point (default 0: as many as the rate needs, from the calibration)",
+    )
+    p.add_argument("--spin-us", type=float, default=PointConfig.spin_us, help="precise-wait window (0: timer only)")
     p.add_argument("--verify-s", type=float, default=VERIFY_S, help="0 skips the verification runs")
     p.add_argument("--no-calibration", action="store_true")
     p.add_argument(
@@ -230,11 +203,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.repeats < 1 or args.slo_ms <= 0:
         p.error("--repeats must be ≥ 1 and --slo-ms positive")
-    return args
+    unknown = [t for t in args.targets.split(",") if t not in BY_NAME]
+    if unknown and not args.list_targets:
+        p.error(f"unknown target(s) {', '.join(unknown)}; --list-targets prints them")
+    return args  # fmt: skip
+
+
+def floor_points(
+    targets: list[Target], cfg: PointConfig, ep: Endpoints, out: Path, seed: int, rate: float, repeats: int
+) -> dict[str, list[dict[str, Any]]]:
+    """Each target and each floor at one fixed rate, interleaved, ``repeats`` times (the same arrivals
+    for all in a repeat): the p50/p99 ratios to the floor come from these."""
+    points: dict[str, list[dict[str, Any]]] = {t.name: [] for t in targets}
+    fixed = dataclasses.replace(cfg, early_stop=False, max_windows=stats.STABLE_WINDOWS)
+    for r in range(repeats):
+        order = targets[r % len(targets) :] + targets[: r % len(targets)]
+        for t in order:
+            p = run_point(t, rate, seed + 2000 + r, fixed, ep, out, f"floor{r + 1}_{t.name}")
+            points[t.name].append(point_dict(p, cfg.slo_ms))
+            print(f"    at {rate:.0f} req/s {t.name:24s} p50 {p.p50_ms:7.2f}  p99 {p.p99_ms:8.2f} ms", flush=True)
+    return points
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.list_targets:
+        print("\n".join(t.name for t in TARGETS))
+        return 0
     from serving.native.process import exit_on_sigterm
     from serving.native.settings import ServingPorts
 
@@ -242,29 +237,41 @@ def main(argv: list[str] | None = None) -> int:
     if args.reverify_missed:
         return reverify_missed(args.reverify_missed, args)
     targets = [BY_NAME[t] for t in args.targets.split(",")]
+    if args.floors:
+        targets += [f for f in floors_of(targets) if f not in targets]
     cfg = PointConfig(
-        args.slo_ms, args.warmup, args.min_window_s, args.max_windows, True, args.processes, args.min_samples
-    )
+        args.slo_ms, args.warmup, args.min_window_s, args.max_windows, True, args.processes, args.min_samples,
+        args.spin_us,
+    )  # fmt: skip
     out = args.out or Path("reports") / time.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     ports = ServingPorts.from_env()
-    with native_stack(args.artifacts, out / "run", ports):
-        cores = guard.pinning()
+    needs_stack = any(t.server in ("tfserving", "torchserve") or t.via_gateway for t in targets)
+    stack = native_stack(args.artifacts, out / "run", ports) if needs_stack else contextlib.nullcontext()
+    with stack, local_servers(targets, args.artifacts, out / "run", Endpoints.native(ports)) as ep:
+        cores = cpu.pinning()
         if cores:
-            for server in guard.SERVER_PROCESSES:
-                guard.pin([p.pid for p in guard.server_processes(server)], cores[1])
-        ep = Endpoints.native(ports)
-        env = report.environment(f"http://127.0.0.1:{ports.gateway}")
+            for server in cpu.SERVER_PROCESSES:
+                cpu.pin([p.pid for p in cpu.server_processes(server)], cores[1])
+        env = report_env.environment(ep.url(BY_NAME["gateway-tfserving"]))
         env["pinning"] = (
             f"generator on cores {cores[0]}, servers and gateway on {cores[1]}"
             if cores
-            else f"none: {env['cores']} cores (< {guard.PIN_MIN_CORES}), the generator shares them"
+            else f"none: {env['cores']} cores (< {cpu.PIN_MIN_CORES}), the generator shares them"
         )
+        sampler = report_env.GpuSampler()
         calibration = None
         if not args.no_calibration:
             print("calibrating the load generator against a trivial server ...", flush=True)
-            calibration = calibrate(cfg, out, args.seed)
+            calibration = calibrate(cfg, out, args.seed, args.artifacts)
+            cfg = dataclasses.replace(cfg, work_us_per_req=calibration["work_us_per_req"])
+            print(
+                f"  generator ceiling {calibration['ceiling_rps']:,.0f} req/s per process, "
+                f"{calibration['ceiling_rps_total']:,.0f} req/s over {calibration['generator_cores']} core(s); "
+                f"work {calibration['work_us_per_req']:.0f} µs/req",
+                flush=True,
+            )
         searches: dict[str, list[stats.Search]] = {t.name: [] for t in targets}
         for r in range(args.repeats):
             order = targets[r % len(targets) :] + targets[: r % len(targets)]
@@ -278,6 +285,10 @@ def main(argv: list[str] | None = None) -> int:
                 searches[t.name].append(s)
                 print(f"  {t.name}: QPS@SLO {s.qps:,.0f} req/s (fails at {s.ceiling:,.0f})", flush=True)
         capacity = [capacity_entry(t.name, cfg.slo_ms, searches[t.name]) for t in targets]
+        at_floor_rate: dict[str, list[dict[str, Any]]] = {}
+        if args.floors and any(t.floor for t in targets) and args.floor_rate > 0:
+            print(f"each target beside its floor at {args.floor_rate:.0f} req/s ...", flush=True)
+            at_floor_rate = floor_points(targets, cfg, ep, out, args.seed, args.floor_rate, args.repeats)
         verified = []
         if args.verify_s > 0:
             print(f"verifying each QPS@SLO with an independent {args.verify_s:.0f} s run ...", flush=True)
@@ -285,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
                 if c["qps"] > 0:
                     verified.append(verify_entry(t, c, cfg, ep, out, args.seed + 1000, args.verify_s))
         env["load_avg_after"] = Path("/proc/loadavg").read_text().split()[:3]
+        env["gpu_samples"] = sampler.stop()
     results: dict[str, Any] = {
         "method": {
             "slo_p99_ms": cfg.slo_ms,
@@ -295,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
             "stable_tolerance": stats.STABLE_TOLERANCE,
             "min_step_samples": stats.MIN_STEP_SAMPLES,
             "max_window_s": stats.MAX_WINDOW_S,
+            "floor_rate": args.floor_rate,
             "guard": {
                 "max_generator_core_share": stats.MAX_GENERATOR_CORE_SHARE,
                 "min_machine_idle": stats.MIN_MACHINE_IDLE,
@@ -303,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
             "seconds": round(time.monotonic() - started),
         },
         "capacity": capacity,
+        "floors": {t.name: t.floor for t in targets if t.floor},
+        "at_floor_rate": at_floor_rate,
         "searches": {
             name: [
                 {"qps": s.qps, "ceiling": s.ceiling, "steps": [point_dict(p, cfg.slo_ms) for p in s.steps]} for s in ss

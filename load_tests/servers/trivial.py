@@ -1,4 +1,4 @@
-"""``python -m load_tests.trivial_server PORT``: the cheapest correct answer, for calibrating the load
+"""``python -m load_tests.servers.trivial PORT``: the cheapest correct answer, for calibrating the load
 generator. Every request gets the same valid prediction at once, so what limits a run against it is
 the generator itself (its ceiling is stated in the report)."""
 

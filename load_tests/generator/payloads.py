@@ -10,7 +10,7 @@ import numpy as np
 import orjson
 from PIL import Image
 
-DATA = Path(__file__).resolve().parent / "data" / "mnist_test_sample.npz"
+DATA = Path(__file__).resolve().parents[1] / "data" / "mnist_test_sample.npz"
 
 
 @cache
@@ -42,7 +42,7 @@ def grpc_requests(method: str, model: str) -> list[bytes]:
     """One serialised gRPC request per digit, the row as raw float32 bytes (what a binary client
     sends): TF Serving's ``PredictRequest`` with ``tensor_content``, or TorchServe's
     ``PredictionsRequest`` with the handler's ``tensor`` input."""
-    from gateway.app.clients import protos  # the messages, declared without generated code
+    from mnist_serving import protos  # the messages, declared without generated code
     from mnist_serving.spec import INPUT_NAME, SIGNATURE_NAME, TORCHSERVE_TENSOR_INPUT
 
     rows, _ = digits()
@@ -68,7 +68,7 @@ def grpc_requests(method: str, model: str) -> list[bytes]:
 
 def grpc_probabilities(method: str, answer: bytes) -> np.ndarray:
     """The 10 probabilities in a serialised gRPC answer of either server."""
-    from gateway.app.clients import protos
+    from mnist_serving import protos
     from mnist_serving.spec import OUTPUT_NAME
 
     if method == protos.TF_PREDICT:

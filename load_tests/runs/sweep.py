@@ -1,4 +1,4 @@
-"""``python -m load_tests.sweep`` (``make load-sweep``): each server's batching trade-off.
+"""``python -m load_tests.runs.sweep`` (``make load-sweep``): each server's batching trade-off.
 
 For each server, max batch {1, 8, 32} x batch delay {0, 1, 2, 5} ms (batch 1 never waits, so it
 runs once, with 0 ms; TorchServe cannot express a 0 ms delay, see ``TS_MIN_DELAY_MS``): the server
@@ -31,15 +31,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
-from load_tests import report, stats
-from load_tests.capacity import SLO_MS, measure_search, point_dict
-from load_tests.measure import Endpoints, PointConfig, run_point
-from load_tests.targets import BY_NAME
+from load_tests import stats
+from load_tests.measure.point import PointConfig, run_point
+from load_tests.reports import environment as report_env
+from load_tests.reports.sweep import SERVERS, Method, best_per_server, write
+from load_tests.runs.capacity import SLO_MS, measure_search, point_dict
+from load_tests.runs.stack import local_servers
+from load_tests.targets import BY_NAME, Endpoints
 
 MAX_BATCH = (1, 8, 32)
 DELAY_MS = (0, 1, 2, 5)
@@ -47,8 +45,7 @@ LOW_RATE = 100.0  # req/s for the low-load p50
 LOW_SAMPLES = 600
 CONFIRM_REPEATS = 3  # the minimum for a Student-t interval, as make load
 TOLERANCE = 0.10  # coarser than make load's 5 %: 16 configurations, one search each
-SERVERS = {"tfserving": "tfserving", "torchserve": "torchserve"}  # server -> its direct REST target
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 180.0
 
 
@@ -179,147 +176,58 @@ def run_config(
     return entry
 
 
-def best_per_server(entries: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {
-        s: max((e for e in entries if e["server"] == s), key=lambda e: e["qps"])
-        for s in SERVERS
-        if any(e["server"] == s for e in entries)
-    }
-
-
 def confirm(
     best: dict[str, dict[str, Any]], args: argparse.Namespace, cfg: PointConfig, out: Path
 ) -> dict[str, dict[str, Any]]:
     """Best against best, fairly: the highest of several single draws is biased upward (and more so
     for the server with more configurations), so each server's best configuration is re-measured,
-    both servers running, in ``--confirm-repeats`` interleaved searches with fresh seeds."""
-    qps: dict[str, list[float]] = {s: [] for s in best}
+    both servers running, in ``--confirm-repeats`` interleaved searches with fresh seeds, each with a
+    point at the low rate. Each server's floor (the same model behind the leanest server) is measured
+    the same way in the same rotation, so the report can give every figure as a ratio to its floor."""
+    names = list(best) + [BY_NAME[SERVERS[s]].floor or "" for s in best]
+    found: dict[str, dict[str, list[float]]] = {n: {"qps": [], "p50": [], "p99": []} for n in names}
+    low_cfg = dataclasses.replace(cfg, early_stop=False, max_windows=stats.STABLE_WINDOWS, min_samples=LOW_SAMPLES)
+    floors = [BY_NAME[n] for n in names if n.startswith("floor-")]
     with contextlib.ExitStack() as stack:
         eps = {
             s: stack.enter_context(started(s, e["max_batch"], e["delay_ms"], args, out / "run" / f"confirm_{s}"))[0]
             for s, e in best.items()
         }
-        order = list(best)
+        floor_ep = stack.enter_context(local_servers(floors, args.artifacts, out / "run", Endpoints()))
         for r in range(args.confirm_repeats):
-            for s in order[r % len(order) :] + order[: r % len(order)]:  # rotated, as make load's repeats
-                e = best[s]
+            for n in names[r % len(names) :] + names[: r % len(names)]:  # rotated, as make load's repeats
+                target = BY_NAME[SERVERS[n]] if n in best else BY_NAME[n]
+                hint = best[n]["qps"] if n in best else 0.0
                 print(
-                    f"[confirm {r + 1}/{args.confirm_repeats}] {s} max batch {e['max_batch']}, delay {e['delay_ms']} ms"
+                    f"[confirm {r + 1}/{args.confirm_repeats}] {n}"
+                    + (f" max batch {best[n]['max_batch']}, delay {best[n]['delay_ms']} ms" if n in best else "")
                 )
-                label = f"confirm_{s}_r{r + 1}"
-                found = measure_search(
-                    BY_NAME[SERVERS[s]], cfg, eps[s], out, args.seed + 1 + r, args.start_rate, bracket_from(e["qps"]),
-                    label, tolerance=TOLERANCE,
+                label = f"confirm_{n}_r{r + 1}"
+                ep = eps[n] if n in best else floor_ep
+                search = measure_search(
+                    target, cfg, ep, out, args.seed + 1 + r, args.start_rate, bracket_from(hint), label,
+                    tolerance=TOLERANCE,
                 )  # fmt: skip
-                qps[s].append(found.qps)
+                low = run_point(target, LOW_RATE, args.seed + 1 + r, low_cfg, ep, out, f"{label}_low")
+                for key, value in (("qps", search.qps), ("p50", low.p50_ms), ("p99", low.p99_ms)):
+                    found[n][key].append(value)
     result = {}
-    for s, values in qps.items():
-        mean, lo, hi = stats.mean_ci95(values)
-        result[s] = {
-            "max_batch": best[s]["max_batch"],
-            "delay_ms": best[s]["delay_ms"],
-            "sweep_qps": best[s]["qps"],
-            "repeats": values,
+    for n, values in found.items():
+        mean, lo, hi = stats.mean_ci95(values["qps"])
+        result[n] = {
+            "max_batch": best[n]["max_batch"] if n in best else 1,
+            "delay_ms": best[n]["delay_ms"] if n in best else 0,
+            "sweep_qps": best[n]["qps"] if n in best else math.nan,
+            "floor": BY_NAME[SERVERS[n]].floor if n in best else None,
+            "repeats": values["qps"],
             "qps": mean,
             "ci95": [max(0.0, lo), hi],  # a rate is never negative
+            "low_p50_ms": float(sum(values["p50"]) / len(values["p50"])),
+            "low_p99_ms": float(sum(values["p99"]) / len(values["p99"])),
         }
-        print(f"  {s}: QPS@SLO {mean:,.0f} req/s, 95 % CI {max(0.0, lo):,.0f}-{hi:,.0f}, repeats {values}", flush=True)
+        print(f"  {n}: QPS@SLO {mean:,.0f} req/s, 95 % CI {max(0.0, lo):,.0f}-{hi:,.0f}, repeats {values['qps']}",
+              flush=True)  # fmt: skip
     return result
-
-
-def plot(entries: list[dict[str, Any]], out: Path) -> str:
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
-    for ax, server in zip(axes, SERVERS, strict=True):
-        for batch, marker in zip(MAX_BATCH, "os^", strict=True):
-            es = [e for e in entries if e["server"] == server and e["max_batch"] == batch]
-            ax.plot([e["low_p50_ms"] for e in es], [e["qps"] for e in es], marker + "-", label=f"max batch {batch}")
-            for e in es:
-                ax.annotate(f"{e['delay_ms']} ms", (e["low_p50_ms"], e["qps"]), fontsize=7, xytext=(3, 3),
-                            textcoords="offset points")  # fmt: skip
-        ax.set(title=f"{server}: capacity vs low-load latency", xlabel=f"p50 at {LOW_RATE:.0f} req/s (ms)",
-               ylabel="QPS @ SLO (req/s)")  # fmt: skip
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle("Batching sweep: each point one (max batch, batch delay); up and left is better")
-    fig.tight_layout()
-    fig.savefig(out / "sweep.png", dpi=90)
-    plt.close(fig)
-    return "sweep.png"
-
-
-def write(
-    out: Path,
-    entries: list[dict[str, Any]],
-    env: dict[str, Any],
-    args: argparse.Namespace,
-    secs: float,
-    confirmed: dict[str, dict[str, Any]] | None = None,
-) -> Path:
-    png = plot(entries, out)
-    lines = [
-        "# Batching sweep",
-        "",
-        f"TF Serving: **{env['tfserving']}**. SLO p99 ≤ {args.slo_ms:g} ms; one search per configuration "
-        f"(tolerance {TOLERANCE:.0%}, 1 repeat, so no confidence interval: on a shared machine repeats of one "
-        "configuration can differ several-fold, as the capacity report's repeats show, so read the QPS "
-        "column as one draw each; the low-load p50 column is the steadier one); "
-        f"low-load p50 at {LOW_RATE:.0f} req/s open loop. Parity: {args.executors} executor(s) per model on "
-        f"both servers (TF `num_batch_threads` = TorchServe workers). This invocation took {secs / 60:.0f} min"
-        + (f" (sweep entries reused from `{args.reuse}`)." if args.reuse else "."),
-        "",
-        "| server | max batch | delay ms | QPS@SLO | p50 at low load ms | p99 at low load ms | guard |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for e in entries:
-        lines.append(
-            f"| {e['server']} | {e['max_batch']} | {e['delay_ms']} | {e['qps']:,.0f} | {e['low_p50_ms']:.2f} | "
-            f"{e['low_p99_ms']:.2f} | {'ok' if e['valid'] else 'tripped'} |"
-        )
-    best = best_per_server(entries)
-    lines += ["", "**Each server's best in the sweep** (highest single draw; biased upward):", ""]
-    for s, e in best.items():
-        lines.append(
-            f"- {s}: max batch {e['max_batch']}, delay {e['delay_ms']} ms → {e['qps']:,.0f} req/s at the SLO, "
-            f"p50 {e['low_p50_ms']:.2f} ms at low load"
-        )
-    if confirmed:
-        lines += [
-            "",
-            f"**Best against best, re-measured**: both best configurations running together, "
-            f"{len(next(iter(confirmed.values()))['repeats'])} interleaved searches each with fresh seeds, mean and "
-            "95 % Student-t interval:",
-            "",
-            "| server | configuration | QPS@SLO mean | 95 % CI | repeats | the sweep's draw |",
-            "|---|---|---|---|---|---|",
-        ]
-        for s, c in confirmed.items():
-            lo, hi = c["ci95"]
-            reps = ", ".join(f"{q:,.0f}" for q in c["repeats"])
-            lines.append(
-                f"| {s} | max batch {c['max_batch']}, delay {c['delay_ms']} ms | **{c['qps']:,.0f}** | "
-                f"{lo:,.0f} – {hi:,.0f} | {reps} | {c['sweep_qps']:,.0f} |"
-            )
-        if {"tfserving", "torchserve"} <= confirmed.keys():
-            tf, ts = confirmed["tfserving"], confirmed["torchserve"]
-            overlap = tf["ci95"][0] <= ts["ci95"][1] and ts["ci95"][0] <= tf["ci95"][1]
-            ratio = f"{tf['qps'] / ts['qps']:.2f}" if ts["qps"] > 0 else "n/a"
-            lines += [
-                "",
-                f"Ratio of the means, TF Serving / TorchServe: {ratio}; the intervals "
-                + ("**overlap**, so this run does not rank them." if overlap else "do not overlap."),
-            ]
-    lines += [
-        "",
-        f"![{png}]({png})",
-        "",
-        f"Environment: git {env.get('git_commit', '?')}, {env['cpu']}, {env['cores']} cores, load average before "
-        f"{' '.join(env.get('load_avg_before', []))}.",
-    ]
-    path = out / "sweep.md"
-    path.write_text("\n".join(lines) + "\n")
-    doc = {"entries": entries, "confirmed": confirmed or {}, "environment": env}
-    (out / "sweep.json").write_text(json.dumps(doc, indent=1, default=str))
-    return path
 
 
 def reused(folder: Path) -> list[dict[str, Any]]:
@@ -361,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or Path("reports") / time.strftime("sweep-%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     cfg = PointConfig(slo_ms=args.slo_ms, max_windows=args.max_windows)
-    env = report.environment("http://127.0.0.1:1")  # no gateway: the TF implementation comes from PATH
+    env = report_env.environment("http://127.0.0.1:1")  # no gateway: the TF implementation comes from PATH
     from serving.native.tfserving import implementation
 
     env["tfserving"] = "stand-in (serving/tfserving_standin)" if implementation() == "standin" else "real binary"
@@ -378,7 +286,16 @@ def main(argv: list[str] | None = None) -> int:
             (out / "sweep.partial.json").write_text(json.dumps(entries, default=str))  # survives a crash
             hint = e["qps"] if math.isfinite(e["qps"]) else 0.0
     confirmed = confirm(best_per_server(entries), args, cfg, out) if args.confirm_repeats > 0 else {}
-    path = write(out, entries, env, args, time.monotonic() - started_at, confirmed)
+    method = Method(
+        slo_ms=args.slo_ms,
+        tolerance=TOLERANCE,
+        low_rate=LOW_RATE,
+        executors=args.executors,
+        max_batch=MAX_BATCH,
+        seconds=time.monotonic() - started_at,
+        reuse=str(args.reuse or ""),
+    )
+    path = write(out, entries, env, method, confirmed)
     print(f"report: {path}")
     return 0
 

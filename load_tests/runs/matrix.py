@@ -1,4 +1,5 @@
-"""``python -m load_tests.matrix`` (``make load``): every target x user level, one headless Locust run each.
+"""``python -m load_tests.runs.matrix`` (``make load-matrix``): every target x user level, one closed-loop
+headless Locust run each (a quick look, not a capacity figure: ``make load`` measures that).
 
 Starts the native stack (on the usual ports) unless it is already answering; then, per run: scrape
 server metrics, run Locust for the same duration with a warm-up excluded, scrape again. Writes
@@ -12,55 +13,32 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import orjson
 
-from load_tests import report, scrape
-from load_tests.measure import locust_argv, native_stack
-from load_tests.targets import BY_NAME, TARGETS, Target
+from load_tests.contracts import Recording, RunSpec
+from load_tests.measure import scrape
+from load_tests.measure.point import locust_argv
+from load_tests.reports import environment as report_env
+from load_tests.reports import matrix as report
+from load_tests.runs.stack import native_stack
+from load_tests.stats import RunResult
+from load_tests.targets import BY_NAME, SERVING_TARGETS, Endpoints, Target
 
 # Tuning constants (each also a command-line option).
 USER_LEVELS = (1, 8, 32)  # concurrent users per run
 DURATION_S = 20.0  # measured seconds per run, after the warm-up
 WARMUP_S = 3.0  # excluded from every figure: connections, first batches
 RUN_TIMEOUT_S = 120.0  # hard stop for one Locust process beyond its run time
-REPO = Path(__file__).resolve().parent.parent
-
-
-@dataclass
-class RunResult:
-    target: str
-    users: int
-    samples_ms: np.ndarray
-    failures: int
-    seconds: float
-    server_breakdown: dict[str, Any] | None = None
-    extra: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def rps(self) -> float:
-        return len(self.samples_ms) / self.seconds if self.seconds else 0.0
-
-    def pct_us(self, q: float) -> float:
-        return float(np.percentile(self.samples_ms, q) * 1000) if len(self.samples_ms) else float("nan")
-
-
-@dataclass
-class Endpoints:
-    urls: dict[str, str]  # env var -> base URL
-    tf_metrics: str
-    ts_metrics: str
+REPO = Path(__file__).resolve().parents[2]
 
 
 def run_one(target: Target, users: int, duration: float, warmup: float, out: Path, ep: Endpoints) -> RunResult:
     prefix = out / "locust" / f"{target.name}_u{users}"
     prefix.parent.mkdir(parents=True, exist_ok=True)
     exact = out / "exact" / f"{target.name}_u{users}"
-    env = {**os.environ, **ep.urls, "LOAD_WARMUP_S": str(warmup), "LOAD_EXACT_OUT": str(exact)}
+    env = {**os.environ, **ep.urls, **RunSpec(warmup_s=warmup, out=str(exact)).to_env()}
     cmd = locust_argv(
         users, f"{warmup + duration:.0f}s", 5, target.user_class, "--csv", str(prefix), "--html", f"{prefix}.html"
     )
@@ -77,11 +55,10 @@ def run_one(target: Target, users: int, duration: float, warmup: float, out: Pat
     after = scrape.snapshot(ep.tf_metrics, ep.ts_metrics)
     samples: list[float] = []
     failures = 0
-    for f in exact.parent.glob(f"{exact.name}.*.json"):  # one file per Locust process (workers too)
-        data = orjson.loads(f.read_bytes())
-        samples += data["samples_ms"].get(target.name, [])
-        failures += data["failures"].get(target.name, 0)
-    server = target.backend.split("-")[0] if target.backend else None
+    for rec in Recording.read_all(exact):  # one per Locust process (workers too)
+        samples += rec.samples_ms.get(target.name, [])
+        failures += rec.failures.get(target.name, 0)
+    server = target.server
     return RunResult(
         target.name,
         users,
@@ -94,7 +71,7 @@ def run_one(target: Target, users: int, duration: float, warmup: float, out: Pat
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--targets", default=",".join(t.name for t in TARGETS))
+    p.add_argument("--targets", default=",".join(t.name for t in SERVING_TARGETS))
     p.add_argument("--users", default=",".join(map(str, USER_LEVELS)))
     p.add_argument("--duration", type=float, default=DURATION_S)
     p.add_argument("--warmup", type=float, default=WARMUP_S)
@@ -113,17 +90,9 @@ def main(argv: list[str] | None = None) -> int:
 
     ports = ServingPorts.from_env()
     with native_stack(args.artifacts, out / "run", ports):
-        ep = Endpoints(
-            urls={
-                "TFSERVING_URL": f"http://127.0.0.1:{ports.tfserving_rest}",
-                "TORCHSERVE_URL": f"http://127.0.0.1:{ports.torchserve_inference}",
-                "GATEWAY_URL": f"http://127.0.0.1:{ports.gateway}",
-            },
-            tf_metrics=f"http://127.0.0.1:{ports.tfserving_rest}/monitoring/prometheus/metrics",
-            ts_metrics=f"http://127.0.0.1:{ports.torchserve_metrics}/metrics",
-        )
-        environment = report.environment(f"http://127.0.0.1:{ports.gateway}")
-        sampler = report.GpuSampler()
+        ep = Endpoints.native(ports)
+        environment = report_env.environment(ep.url(BY_NAME["gateway-tfserving"]))
+        sampler = report_env.GpuSampler()
         results = []
         total = len(targets) * len(levels)
         for i, target in enumerate(targets):

@@ -7,8 +7,8 @@
 FastHttpUser: HttpUser's own CPU cost under-reports servers on small machines. gRPC targets use
 grpcio in gevent mode with pre-serialised requests.
 
-    locust -f load_tests/locustfile.py --headless -u 8 -r 8 -t 30s TFServingUser
-    LOAD_RATE=500 locust -f load_tests/locustfile.py --headless -u 1 -t 30s OpenLoopTFServingUser
+    locust -f load_tests/generator/locustfile.py --headless -u 8 -r 8 -t 30s TFServingUser
+    LOAD_RATE=500 locust -f load_tests/generator/locustfile.py --headless -u 1 -t 30s OpenLoopTFServingUser
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ import grpc
 from grpc.experimental import gevent as grpc_gevent
 from locust import FastHttpUser, User, constant, task
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # so `locust -f` finds the packages
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # so `locust -f` finds the packages
 
-from load_tests import checks, payloads, timing  # noqa: F401  (timing installs the hooks)
-from load_tests.openloop import CONNECTIONS, OpenLoopUser
+from load_tests.generator import checks, payloads, recorder  # noqa: F401  (recorder installs the hooks)
+from load_tests.generator.openloop import CONNECTIONS, OpenLoopUser
 from load_tests.targets import TARGETS, Target
 
 grpc_gevent.init_gevent()  # grpcio's blocking calls yield to other greenlets

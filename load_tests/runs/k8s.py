@@ -1,7 +1,7 @@
 """The in-cluster load test (k8s/load-test), started afresh on every run and its report collected.
 
-    python -m load_tests.k8s run [--no-wait] [--out reports/k8s]    (make k8s-load)
-    python -m load_tests.k8s fetch RUN [--out reports/k8s]
+    python -m load_tests.runs.k8s run [--no-wait] [--out reports/k8s]    (make k8s-load)
+    python -m load_tests.runs.k8s fetch RUN [--out reports/k8s]
 
 `kubectl apply` of the same Jobs a second time would say "unchanged" (or fail on a Job's immutable
 template) while the first run's Jobs live out their TTL. So each run gets its own id: the Jobs and the
@@ -28,7 +28,7 @@ import yaml
 
 from mnist_serving.spec import K8S_NAMESPACE
 
-KUSTOMIZATION = Path(__file__).resolve().parent.parent / "k8s" / "load-test"
+KUSTOMIZATION = Path(__file__).resolve().parents[2] / "k8s" / "load-test"
 RUN_LABEL = "mnist-serving/load-run"
 SHARED_KINDS = frozenset({"PersistentVolumeClaim", "NetworkPolicy"})  # one per namespace, every run
 MASTER = "locust-master"
@@ -158,7 +158,7 @@ def run(wait: bool, out: Path) -> str:
     _kubectl("create", "-f", "-", stdin=yaml.safe_dump_all(fresh).encode())
     print(f"load run {run_id}: jobs {MASTER}-{run_id} and locust-worker-{run_id} created", flush=True)
     if not wait:
-        print(f"fetch its report later: python -m load_tests.k8s fetch {run_id}")
+        print(f"fetch its report later: python -m load_tests.runs.k8s fetch {run_id}")
         return run_id
     _kubectl("wait", "--for=condition=complete", f"job/{MASTER}-{run_id}", f"--timeout={WAIT_S}s")
     where = fetch(run_id, _image_of(docs), out)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 from pathlib import Path
 
-from load_tests import sweep
+from load_tests.reports import sweep as sweep_report
+from load_tests.runs import sweep
 from serving.tfserving_standin.configs import load_batching
 
 
@@ -74,7 +74,7 @@ def _entry(server: str, batch: int, delay: int, qps: float) -> dict[str, object]
 
 def test_best_against_best_is_the_re_measured_one(tmp_path: Path) -> None:
     entries = [_entry("tfserving", 8, 1, 700.0), _entry("tfserving", 32, 2, 900.0), _entry("torchserve", 8, 2, 300.0)]
-    best = sweep.best_per_server(entries)
+    best = sweep_report.best_per_server(entries)
     assert (best["tfserving"]["max_batch"], best["torchserve"]["max_batch"]) == (32, 8)
     confirmed = {
         "tfserving": {"max_batch": 32, "delay_ms": 2, "sweep_qps": 900.0, "repeats": [500.0, 420.0, 610.0],
@@ -82,9 +82,11 @@ def test_best_against_best_is_the_re_measured_one(tmp_path: Path) -> None:
         "torchserve": {"max_batch": 8, "delay_ms": 2, "sweep_qps": 300.0, "repeats": [280.0, 250.0, 310.0],
                        "qps": 280.0, "ci95": [205.0, 355.0]},
     }  # fmt: skip
-    args = argparse.Namespace(slo_ms=20.0, executors=1, reuse=None)
+    method = sweep_report.Method(
+        slo_ms=20.0, tolerance=0.1, low_rate=100.0, executors=1, max_batch=(1, 8, 32), seconds=60.0
+    )
     env = {"tfserving": "stand-in", "cpu": "test", "cores": 2, "git_commit": "abc"}
-    text = sweep.write(tmp_path, entries, env, args, 60.0, confirmed).read_text()
+    text = sweep_report.write(tmp_path, entries, env, method, confirmed).read_text()
     assert "| tfserving | max batch 32, delay 2 ms | **510** | 273 – 747 | 500, 420, 610 | 900 |" in text
     assert "Ratio of the means, TF Serving / TorchServe: 1.82; the intervals **overlap**" in text
     doc = json.loads((tmp_path / "sweep.json").read_text())
@@ -92,5 +94,5 @@ def test_best_against_best_is_the_re_measured_one(tmp_path: Path) -> None:
     assert (tmp_path / "sweep.png").stat().st_size > 0
 
     confirmed["tfserving"]["ci95"] = [400.0, 620.0]
-    text = sweep.write(tmp_path, entries, env, args, 60.0, confirmed).read_text()
+    text = sweep_report.write(tmp_path, entries, env, method, confirmed).read_text()
     assert "the intervals do not overlap." in text

@@ -1,296 +1,20 @@
-"""The load-test report: a table people can trust, plots, the comparison, and the environment."""
+"""The capacity report (runs/capacity.py): QPS@SLO with intervals, the floors, the generator guard,
+the breakdown and the environment; ``python -m load_tests.reports.capacity DIR`` re-renders one."""
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import platform
-import shutil
-import subprocess
-import threading
-from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import httpx
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import orjson
-from matplotlib.ticker import FuncFormatter, NullFormatter
 
+from load_tests.reports.plots import PLAIN
 from load_tests.targets import BY_NAME
-
-if TYPE_CHECKING:
-    from load_tests.matrix import RunResult
-
-REPO = Path(__file__).resolve().parent.parent
-PERCENTILES = (50, 90, 95, 99, 99.9)
-GPU_SAMPLE_S = 1.0
-
-
-class GpuSampler:
-    """GPU utilisation samples from nvidia-smi during the run, when a GPU is present."""
-
-    def __init__(self) -> None:
-        self.samples: list[dict[str, float]] = []
-        self._stop = threading.Event()
-        self._thread = None
-        if shutil.which("nvidia-smi"):
-            self._thread = threading.Thread(target=self._loop, daemon=True)
-            self._thread.start()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(GPU_SAMPLE_S):
-            with contextlib.suppress(Exception):
-                out = subprocess.run(
-                    ["nvidia-smi", "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits"],
-                    capture_output=True,
-                    text=True,
-                    timeout=5,
-                    check=True,
-                ).stdout.splitlines()[0]
-                util, mem = (float(v) for v in out.split(","))
-                self.samples.append({"util_pct": util, "mem_mib": mem})
-
-    def stop(self) -> list[dict[str, float]]:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(5)
-        return self.samples
-
-
-def _version(pkg: str) -> str:
-    try:
-        return metadata.version(pkg)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def torchserve_batching(config: Path = REPO / "serving/torchserve/config.properties") -> str:
-    """Each model's batchSize, maxBatchDelay and workers, read from the config TorchServe runs with."""
-    import json
-    import re
-
-    text = re.sub(r"\\\n[ \t]*", "", config.read_text())
-    models = json.loads(next(ln for ln in text.splitlines() if ln.startswith("models=")).partition("=")[2])
-    parts = []
-    for name, versions in models.items():
-        m = next(iter(versions.values()))
-        parts.append(
-            f"{name}: batchSize {m['batchSize']}, maxBatchDelay {m['maxBatchDelay']} ms, "
-            f"{m['minWorkers']}-{m['maxWorkers']} workers"
-        )
-    return "; ".join(parts) + " (config.properties)"
-
-
-def environment(gateway_url: str) -> dict[str, Any]:
-    cpu = platform.processor() or "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    gpu = "none"
-    if shutil.which("nvidia-smi"):
-        with contextlib.suppress(Exception):
-            gpu = (
-                subprocess.run(
-                    ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
-                    capture_output=True,
-                    text=True,
-                    timeout=10,
-                    check=True,
-                ).stdout.strip()
-                or "none"
-            )
-    backends: list[dict[str, Any]] = []
-    with contextlib.suppress(Exception):
-        backends = httpx.get(f"{gateway_url}/v1/backends", timeout=5).json()["backends"]
-    tf_impl = next((b.get("implementation", "?") for b in backends if b["name"] == "tfserving"), "?")
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "gpu": gpu,
-        "servers_on": "GPU" if gpu != "none" else "CPU",
-        "tfserving": "stand-in (serving/tfserving_standin)" if tf_impl == "standin" else f"{tf_impl} binary",
-        "versions": {
-            p: _version(p) for p in ("tensorflow", "torch", "torchserve", "onnxruntime", "locust", "fastapi", "aiohttp")
-        },
-        "python": platform.python_version(),
-        "tf_batching": " ".join(
-            ln for ln in (REPO / "serving/tfserving/batching.config").read_text().splitlines() if ln and ln[0] != "#"
-        ),
-        "torchserve_batching": torchserve_batching(),
-        "backends": backends,
-        **machine_state(),
-    }
-
-
-def _row(r: RunResult) -> str:
-    pcts = " | ".join(f"{r.pct_us(q):,.0f}" for q in PERCENTILES)
-    mx = f"{r.samples_ms.max() * 1000:,.0f}" if len(r.samples_ms) else "-"
-    return f"| {r.target} | {r.users} | {r.rps:,.0f} | {pcts} | {mx} | {r.failures} |"
-
-
-def comparison(results: list[RunResult]) -> list[str]:
-    index = {(r.target, r.users): r for r in results}
-    lines = [
-        "| backend | users | direct p50 µs | via gateway p50 µs | added p50 µs | throughput ratio |",
-        "|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        t = BY_NAME[r.target]
-        if not t.via_gateway or t.backend is None:
-            continue
-        d = index.get((t.backend, r.users))
-        if d is None:
-            continue
-        ratio = r.rps / d.rps if d.rps else float("nan")
-        lines.append(
-            f"| {t.backend} | {r.users} | {d.pct_us(50):,.0f} | {r.pct_us(50):,.0f} | "
-            f"{r.pct_us(50) - d.pct_us(50):,.0f} | {ratio:.1%} |"
-        )
-    return lines if len(lines) > 2 else ["(run both a server and its gateway target to compare)"]
-
-
-_PLAIN = FuncFormatter(lambda v, _: f"{v:g}")
-
-
-def _user_axis(ax: Any, levels: list[int]) -> None:
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(levels)
-    ax.xaxis.set_major_formatter(_PLAIN)
-    ax.xaxis.set_minor_formatter(NullFormatter())
-
-
-def plot(results: list[RunResult], out: Path) -> list[str]:
-    names = list(dict.fromkeys(r.target for r in results))
-    fig, (ax50, ax99) = plt.subplots(1, 2, figsize=(13, 5), sharey=True)
-    for name in names:
-        rs = [r for r in results if r.target == name]
-        users = [r.users for r in rs]
-        ax50.plot(users, [r.pct_us(50) / 1000 for r in rs], "-o", label=name)
-        ax99.plot(users, [r.pct_us(99) / 1000 for r in rs], "-o", label=name)
-    levels = sorted({r.users for r in results})
-    for ax, q in ((ax50, "p50"), (ax99, "p99")):
-        ax.set(title=f"{q} latency vs concurrent users", xlabel="users", ylabel="latency (ms, log scale)")
-        _user_axis(ax, levels)
-        ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(_PLAIN)
-        ax.yaxis.set_minor_formatter(_PLAIN)
-        ax.grid(alpha=0.3, which="both")
-    ax99.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "latency.png", dpi=100)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for name in names:
-        rs = [r for r in results if r.target == name]
-        ax.plot([r.users for r in rs], [r.rps for r in rs], "-o", label=name)
-    ax.set(title="Throughput vs concurrent users", xlabel="users", ylabel="requests / s")
-    _user_axis(ax, levels)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "throughput.png", dpi=100)
-    plt.close(fig)
-    return ["latency.png", "throughput.png"]
-
-
-def write(out: Path, results: list[RunResult], env: dict[str, Any], duration: float, warmup: float) -> Path:
-    pngs = plot(results, out)
-    head = " | ".join(f"p{q} µs" for q in PERCENTILES)
-    lines = [
-        "# Load test report (closed loop)",
-        "",
-        "A quick look: closed-loop users send as soon as their answer arrives, so the throughput here is set by "
-        "the user count and the load generator as much as by the server. For capacity figures use `make load` "
-        "(open loop, QPS at a p99 SLO, with confidence intervals and a guarded generator).",
-        "",
-        f"TF Serving: **{env['tfserving']}**. Servers on: **{env['servers_on']}** (GPU: {env['gpu']}).",
-        f"Each run: {warmup:.0f} s warm-up (excluded), then {duration:.0f} s measured; Locust FastHttpUser, "
-        "closed loop (no wait), one real MNIST test digit per request. Latencies are exact per request "
-        "(not Locust's rounded buckets).",
-        "",
-        f"| target | users | req/s | {head} | max µs | failures |",
-        "|---|---|---|" + "---|" * len(PERCENTILES) + "---|---|",
-        *(_row(r) for r in results),
-        "",
-        "## Gateway vs direct",
-        "",
-        *comparison(results),
-        "",
-        "## Server-side time per request (from the servers' Prometheus metrics)",
-        "",
-        "| target | users | queue µs | inference µs |",
-        "|---|---|---|---|",
-        *(
-            f"| {r.target} | {r.users} | {r.server_breakdown['queue_us']:,.0f} | "
-            f"{r.server_breakdown['inference_us']:,.0f} |"
-            for r in results
-            if r.server_breakdown
-        ),
-        "",
-        "The same definitions for both (load_tests/scrape.py): queue = waiting for a batch (TF "
-        "`batching_session:queuing_latency`, TorchServe `ts_queue_latency_microseconds`); inference = the "
-        "server's total minus its queue (TF `request_latency`; TorchServe `ts_inference_latency_microseconds`, "
-        "which includes the queue). Per request, averaged over the run.",
-        "",
-        *(f"![{p}]({p})" for p in pngs),
-        "",
-        "## Environment",
-        "",
-        f"- CPU: {env['cpu']}, {env['cores']} cores; GPU: {env['gpu']}",
-        f"- Python {env['python']}; " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()),
-        f"- TF Serving batching: `{' '.join(env['tf_batching'].split())}`",
-        f"- TorchServe batching: {env['torchserve_batching']}",
-        "- Load generator, gateway and servers share this machine's cores: compare targets with each other.",
-    ]
-    if env.get("gpu_samples"):
-        utils = [s["util_pct"] for s in env["gpu_samples"]]
-        lines.append(f"- GPU utilisation during the run: mean {sum(utils) / len(utils):.0f} %, max {max(utils):.0f} %")
-    path = out / "report.md"
-    path.write_text("\n".join(lines) + "\n")
-    (out / "results.json").write_bytes(
-        orjson.dumps(
-            [
-                {
-                    "target": r.target,
-                    "users": r.users,
-                    "rps": r.rps,
-                    "failures": r.failures,
-                    **{f"p{q}_us": r.pct_us(q) for q in PERCENTILES},
-                    "server": r.server_breakdown,
-                }
-                for r in results
-            ]
-            + [{"environment": env}],
-            option=orjson.OPT_INDENT_2,
-        )
-    )
-    return path
-
-
-# ---- The capacity report (load_tests/capacity.py) -------------------------------------------------
-
-
-def machine_state() -> dict[str, Any]:
-    """What else the machine was doing, and what it is: recorded with every capacity report."""
-    state: dict[str, Any] = {"load_avg_before": Path("/proc/loadavg").read_text().split()[:3]}
-    with contextlib.suppress(OSError):
-        mhz = [float(ln.split(":")[1]) for ln in Path("/proc/cpuinfo").read_text().splitlines() if "cpu MHz" in ln]
-        state["cpu_mhz"] = round(sum(mhz) / len(mhz)) if mhz else None
-    with contextlib.suppress(Exception):
-        state["git_commit"] = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True, timeout=10)
-        state["git_dirty"] = bool(dirty.stdout.strip())
-    return state
 
 
 def _fmt(v: Any, spec: str = ",.0f") -> str:
@@ -319,7 +43,7 @@ def plot_capacity(results: dict[str, Any], out: Path) -> list[str]:
         ax.axvline(cap["qps"], color="green", lw=1, alpha=0.6)
         ax.set(title=f"{name}: {cap['qps']:,.0f} req/s @ SLO", xlabel="offered rate (req/s)", ylabel="ms (log)")
         ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(_PLAIN)
+        ax.yaxis.set_major_formatter(PLAIN)
         ax.grid(alpha=0.3, which="both")
         ax.title.set_fontsize(9)
     for ax in list(axes.flat)[len(names) :]:
@@ -359,7 +83,7 @@ def _breakdown_rows(results: dict[str, Any]) -> list[str]:
             continue
         lag = ((v.get("extra") or {}).get("send_lag_p50_ms") or 0.0) * 1000
         parts = b["total_us"] + b.get("gateway_us", 0.0) + max(0.0, b.get("hop_us", 0.0)) + lag
-        from load_tests.scrape import adds_up
+        from load_tests.measure.scrape import adds_up
 
         verdict = "yes" if adds_up(parts, client) else f"**no** ({parts / client:.0%} of p50)"
         rows.append(
@@ -429,6 +153,58 @@ def _steal_summary(results: dict[str, Any]) -> str:
     return f"mean {sum(steal) / len(steal):.1%}, max {max(steal):.1%} (per point, /proc/stat)"
 
 
+def _calibration_point(p: dict[str, Any]) -> str:
+    e = p.get("extra", p)  # older reports kept the point's extra dict
+    work = e.get("generator_work_share", e.get("generator_core_share"))
+    return (
+        f"{p['rate']:,.0f}/s: {_fmt(work, '.0%')} of a core's work"
+        + (f" (+{_fmt(e['generator_waiting_share'], '.0%')} waiting)" if "generator_waiting_share" in e else "")
+        + f", lag p50 {_fmt(e.get('send_lag_p50_ms'), '.3f')} / p99 {_fmt(e.get('send_lag_p99_ms'), '.3f')} ms"
+    )
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)) or b <= 0:
+        return "–"
+    return f"{a / b:.2f}×"
+
+
+def _mean(values: list[float]) -> float:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else math.nan
+
+
+def floor_rows(results: dict[str, Any]) -> list[str]:
+    """Each target beside its floor: p50/p99 at the floor rate (mean over the interleaved repeats) and
+    QPS@SLO (mean of the searches), all measured in this run."""
+    floors, at = results.get("floors") or {}, results.get("at_floor_rate") or {}
+    caps = {c["target"]: c for c in results["capacity"]}
+    pairs = [(t, f) for t, f in floors.items() if t in caps and f in caps]
+    if not pairs:
+        return []
+    rate = results["method"].get("floor_rate", 0)
+    lines = [
+        "## Each server against its floor",
+        "",
+        "The floor is the same artifact in-process behind the leanest HTTP route (load_tests/servers/floor.py: "
+        "one aiohttp process, no batching, one compute thread, the same JSON contract and answer checks), "
+        f"measured in this run, interleaved with the servers. p50 and p99 at {rate:,.0f} req/s (mean over "
+        f"{results['method']['repeats']} repeats); QPS@SLO from the searches above. 1.00× would mean the server "
+        "costs nothing over the model; the QPS ratio is below 1 when the server serves less.",
+        "",
+        "| target | floor | p50 ratio | p99 ratio | QPS@SLO ratio | p50 ms target / floor | p99 ms target / floor |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for t, f in pairs:
+        tp50, fp50 = _mean([p["p50_ms"] for p in at.get(t, [])]), _mean([p["p50_ms"] for p in at.get(f, [])])
+        tp99, fp99 = _mean([p["p99_ms"] for p in at.get(t, [])]), _mean([p["p99_ms"] for p in at.get(f, [])])
+        lines.append(
+            f"| {t} | {f} | {_ratio(tp50, fp50)} | {_ratio(tp99, fp99)} | {_ratio(caps[t]['qps'], caps[f]['qps'])} | "
+            f"{_fmt(tp50, '.2f')} / {_fmt(fp50, '.2f')} | {_fmt(tp99, '.2f')} / {_fmt(fp99, '.2f')} |"
+        )
+    return [*lines, ""]
+
+
 def write_capacity(out: Path, results: dict[str, Any]) -> Path:
     env, m = results["environment"], results["method"]
     slo = m["slo_p99_ms"]
@@ -451,22 +227,25 @@ def write_capacity(out: Path, results: dict[str, Any]) -> Path:
         f"a point that never does is marked unstable). {m['repeats']} repeats, targets interleaved (rotated "
         f"order per repeat); mean and 95 % Student-t interval. The whole run took {m['seconds'] / 60:.0f} min.",
         "",
-        f"**Generator guard.** A point is invalid when the Locust process used > "
+        f"**Generator guard.** A point is invalid when a Locust process's own work (its CPU less the time it "
+        f"spent waiting precisely for a send time, load_tests/generator/precise.py) took > "
         f"{m['guard']['max_generator_core_share']:.0%} of a core, the machine was < "
         f"{m['guard']['min_machine_idle']:.0%} idle, or the send lag (actual − intended send) p99 exceeded "
-        f"{m['guard']['max_send_lag_share_of_slo']:.0%} of the SLO. Pinning: {env.get('pinning', '?')}.",
+        f"{m['guard']['max_send_lag_share_of_slo']:.0%} of the SLO. Pinning: {env.get('pinning', '?')}. "
+        f"Generator processes per point: "
+        + (f"{m['point']['processes']}" if m["point"].get("processes", 1) > 0 else "as many as the rate needs "
+           f"(≤ 60 % of a core's work each, from the calibration)")
+        + f"; precise wait {m['point'].get('spin_us', 0):g} µs before each send.",
     ]
     if cal:
         lines += [
             "",
-            f"**Generator ceiling** (calibrated against `load_tests/trivial_server.py`, which answers at once): "
-            f"**{cal['ceiling_rps']:,.0f} req/s** with the guard holding; "
-            + "; ".join(
-                f"{p['rate']:,.0f}/s: {_fmt(p['extra'].get('generator_core_share'), '.0%')} of a core, "
-                f"{_fmt(p['extra'].get('generator_cpu_us_per_req'))} µs/req, lag p99 "
-                f"{_fmt(p['extra'].get('send_lag_p99_ms'), '.2f')} ms"
-                for p in cal["points"]
-            )
+            f"**Generator ceiling** (calibrated against `load_tests/servers/trivial.py`, which answers at once): "
+            f"**{cal['ceiling_rps']:,.0f} req/s per process** with the guard holding"
+            + (f", {cal['ceiling_rps_total']:,.0f} req/s over {cal['generator_cores']} generator core(s)"
+               if "ceiling_rps_total" in cal else "")
+            + "; "
+            + "; ".join(_calibration_point(p) for p in cal["points"])
             + ".",
         ]
     lines += [
@@ -496,10 +275,12 @@ def write_capacity(out: Path, results: dict[str, Any]) -> Path:
         "",
         *(f"![{p}]({p})" for p in pngs),
         "",
+        *floor_rows(results),
         "## Generator and machine at each reported rate (last repeat)",
         "",
-        "| target | rate | generator % of a core | generator µs/req | machine idle | steal | send lag p50 / p99 ms |",
-        "|---|---|---|---|---|---|---|",
+        "| target | rate | processes | generator work, % of a core | waiting precisely | generator µs/req | "
+        "machine idle | steal | send lag p50 / p99 ms |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for c in results["capacity"]:
         s = results["searches"][c["target"]][-1]
@@ -508,16 +289,18 @@ def write_capacity(out: Path, results: dict[str, Any]) -> Path:
             continue
         e = p["extra"]
         lines.append(
-            f"| {c['target']} | {_fmt(p['rate'])} | {_fmt(e.get('generator_core_share'), '.0%')} | "
+            f"| {c['target']} | {_fmt(p['rate'])} | {e.get('generator_processes', 1)} | "
+            f"{_fmt(e.get('generator_work_share', e.get('generator_core_share')), '.0%')} | "
+            f"{_fmt(e.get('generator_waiting_share'), '.0%')} | "
             f"{_fmt(e.get('generator_cpu_us_per_req'))} | {_fmt(e.get('machine_idle'), '.0%')} | "
-            f"{_fmt(e.get('machine_steal'), '.1%')} | {_fmt(e.get('send_lag_p50_ms'), '.2f')} / "
-            f"{_fmt(e.get('send_lag_p99_ms'), '.2f')} |"
+            f"{_fmt(e.get('machine_steal'), '.1%')} | {_fmt(e.get('send_lag_p50_ms'), '.3f')} / "
+            f"{_fmt(e.get('send_lag_p99_ms'), '.3f')} |"
         )
     lines += [
         "",
         "## Where the time goes (at QPS@SLO, the independent run; µs per request)",
         "",
-        "The same definitions for both servers (load_tests/scrape.py): **queue** = waiting for a batch "
+        "The same definitions for both servers (load_tests/measure/scrape.py): **queue** = waiting for a batch "
         "(TF `batching_session:queuing_latency`, TorchServe `ts_queue_latency_microseconds`); **server total** "
         "= arrival to answer inside the server (TF `request_latency`; TorchServe `ts_inference_latency_microseconds`, "
         "which includes the queue); **compute** = total − queue. **Gateway** = its request latency minus its wait "
@@ -574,7 +357,7 @@ def _json_default(v: Any) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m load_tests.report DIR``: re-render DIR's report.md and plots from its results.json
+    """``python -m load_tests.reports.capacity DIR``: re-render DIR's report.md and plots from its results.json
     (a capacity run's), e.g. after changing the report's layout; measures nothing."""
     import argparse
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from load_tests import checks
+from load_tests.generator import checks
 from tests.conftest import REPO
 
 
@@ -22,7 +22,7 @@ def report_dir(serving_stack, tmp_path_factory: pytest.TempPathFactory) -> Path:
         [
             sys.executable,
             "-m",
-            "load_tests.matrix",
+            "load_tests.runs.matrix",
             "--targets",
             "tfserving,torchserve,gateway-torchserve,gateway-image,gateway-compare",
             "--users",

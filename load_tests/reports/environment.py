@@ -1,0 +1,132 @@
+"""What every report records about the run: the machine, the versions, each server's batching, and
+a GPU sampler when a GPU is present."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import shutil
+import subprocess
+import threading
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[2]
+GPU_SAMPLE_S = 1.0
+
+
+class GpuSampler:
+    """GPU utilisation samples from nvidia-smi during the run, when a GPU is present."""
+
+    def __init__(self) -> None:
+        self.samples: list[dict[str, float]] = []
+        self._stop = threading.Event()
+        self._thread = None
+        if shutil.which("nvidia-smi"):
+            self._thread = threading.Thread(target=self._loop, daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(GPU_SAMPLE_S):
+            with contextlib.suppress(Exception):
+                out = subprocess.run(
+                    ["nvidia-smi", "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits"],
+                    capture_output=True,
+                    text=True,
+                    timeout=5,
+                    check=True,
+                ).stdout.splitlines()[0]
+                util, mem = (float(v) for v in out.split(","))
+                self.samples.append({"util_pct": util, "mem_mib": mem})
+
+    def stop(self) -> list[dict[str, float]]:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(5)
+        return self.samples
+
+
+def _version(pkg: str) -> str:
+    try:
+        return metadata.version(pkg)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def torchserve_batching(config: Path = REPO / "serving/torchserve/config.properties") -> str:
+    """Each model's batchSize, maxBatchDelay and workers, read from the config TorchServe runs with."""
+    import json
+    import re
+
+    text = re.sub(r"\\\n[ \t]*", "", config.read_text())
+    models = json.loads(next(ln for ln in text.splitlines() if ln.startswith("models=")).partition("=")[2])
+    parts = []
+    for name, versions in models.items():
+        m = next(iter(versions.values()))
+        parts.append(
+            f"{name}: batchSize {m['batchSize']}, maxBatchDelay {m['maxBatchDelay']} ms, "
+            f"{m['minWorkers']}-{m['maxWorkers']} workers"
+        )
+    return "; ".join(parts) + " (config.properties)"
+
+
+def environment(gateway_url: str) -> dict[str, Any]:
+    cpu = platform.processor() or "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    gpu = "none"
+    if shutil.which("nvidia-smi"):
+        with contextlib.suppress(Exception):
+            gpu = (
+                subprocess.run(
+                    ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                    capture_output=True,
+                    text=True,
+                    timeout=10,
+                    check=True,
+                ).stdout.strip()
+                or "none"
+            )
+    backends: list[dict[str, Any]] = []
+    with contextlib.suppress(Exception):
+        backends = httpx.get(f"{gateway_url}/v1/backends", timeout=5).json()["backends"]
+    tf_impl = next((b.get("implementation", "?") for b in backends if b["name"] == "tfserving"), "?")
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "gpu": gpu,
+        "servers_on": "GPU" if gpu != "none" else "CPU",
+        "tfserving": "stand-in (serving/tfserving_standin)" if tf_impl == "standin" else f"{tf_impl} binary",
+        "versions": {
+            p: _version(p) for p in ("tensorflow", "torch", "torchserve", "onnxruntime", "locust", "fastapi", "aiohttp")
+        },
+        "python": platform.python_version(),
+        "tf_batching": " ".join(
+            ln for ln in (REPO / "serving/tfserving/batching.config").read_text().splitlines() if ln and ln[0] != "#"
+        ),
+        "torchserve_batching": torchserve_batching(),
+        "backends": backends,
+        **machine_state(),
+    }
+
+
+def machine_state() -> dict[str, Any]:
+    """What else the machine was doing, and what it is: recorded with every capacity report."""
+    state: dict[str, Any] = {"load_avg_before": Path("/proc/loadavg").read_text().split()[:3]}
+    with contextlib.suppress(OSError):
+        mhz = [float(ln.split(":")[1]) for ln in Path("/proc/cpuinfo").read_text().splitlines() if "cpu MHz" in ln]
+        state["cpu_mhz"] = round(sum(mhz) / len(mhz)) if mhz else None
+    with contextlib.suppress(Exception):
+        state["git_commit"] = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True, timeout=10)
+        state["git_dirty"] = bool(dirty.stdout.strip())
+    return state
