@@ -1,4 +1,5 @@
-"""What a benchmark can hit: one entry per endpoint, with its body (answers are checked by load_tests.generator.checks)."""
+"""What a benchmark can hit: one entry per endpoint, with its body (answers are checked by
+load_tests.generator.checks)."""
 
 from __future__ import annotations
 

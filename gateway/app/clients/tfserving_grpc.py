@@ -5,10 +5,10 @@ from __future__ import annotations
 import grpc
 import numpy as np
 
-from mnist_serving import protos
 from gateway.app.clients.base import BackendError, Prediction, Status
 from gateway.app.clients.grpc_common import raise_for, unary_stub
 from gateway.app.clients.tfserving_rest import TFServingRESTClient
+from mnist_serving import protos
 from mnist_serving.spec import INPUT_NAME, OUTPUT_NAME, SIGNATURE_NAME
 
 

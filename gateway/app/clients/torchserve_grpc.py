@@ -9,10 +9,10 @@ from __future__ import annotations
 import grpc
 import numpy as np
 
-from mnist_serving import protos
 from gateway.app.clients.base import BackendError, Prediction, Status
 from gateway.app.clients.grpc_common import raise_for, unary_stub
 from gateway.app.clients.torchserve_rest import TorchServeStatus
+from mnist_serving import protos
 from mnist_serving.spec import NUM_CLASSES, TORCHSERVE_TENSOR_INPUT
 
 TENSOR_INPUT = TORCHSERVE_TENSOR_INPUT  # the handler's name for a binary float32 payload

@@ -19,7 +19,7 @@ def _take(schedule: PoissonSchedule, n: int) -> np.ndarray:
 
 
 def test_latency_counts_from_the_intended_time_and_unanswered_stay_failed() -> None:
-    sent = {"seq": [0, 1, 2, 3], "t": [0.0, 0.1, 0.2, 0.3]}
+    sent: dict[str, list[float]] = {"seq": [0, 1, 2, 3], "t": [0.0, 0.1, 0.2, 0.3]}
     # Request 1 left 5 ms late (send lag) and took 1 ms on the wire: 6 ms from its intended time.
     done: dict[str, list[float]] = {
         "seq": [0, 1, 3],
@@ -42,10 +42,11 @@ def _synthetic_run(rate: float, seconds: float, latency_ms: float, lag_ms: float
     recs = []
     for part in range(parts):
         rows = list(itertools.takewhile(lambda r: r[1] < seconds, share(PoissonSchedule(rate, 3), part, parts)))
-        seq, t = [r[0] for r in rows], [r[1] for r in rows]
+        seq, t = [float(r[0]) for r in rows], [r[1] for r in rows]
         n = len(rows)
         # [clock, own CPU s, busy, idle, steal (jiffies), waiting s]: 30 % of a core busy, 10 % of it waiting.
-        marks = [[origin + s, 0.3 * s, 60.0 * s, 140.0 * s, 0.0, 0.1 * s] for s in np.arange(0, seconds + 0.5, 0.5)]
+        marks = [[float(origin + s), 0.3 * s, 60.0 * s, 140.0 * s, 0.0, 0.1 * s]
+                 for s in np.arange(0, seconds + 0.5, 0.5).tolist()]  # fmt: skip
         recs.append(
             Recording(
                 spec=RunSpec(rate=rate, processes=parts, warmup_s=1.0),
