@@ -54,7 +54,7 @@ bench-gateway: $(ARTIFACTS)/manifest.json ## benchmark: the gateway hop vs a bar
 	$(PY) -m benchmarks.gateway --artifacts $(ARTIFACTS) $(BENCH_ARGS)
 
 bench-validation: $(STAMP) ## benchmark: request decoding, the type scan, strict pydantic
-	$(PY) -m benchmarks.validation
+	$(PY) -m gateway.benchmarks.validation
 
 load: $(ARTIFACTS)/manifest.json ## QPS at a p99 SLO per target beside its floor, open loop, 3 repeats with CIs (~60 min) -> reports/<time>/; LOAD_ARGS="--list-targets", "--slo-ms 5 ..."
 	$(PY) -m load_tests.runs.capacity --artifacts $(ARTIFACTS) $(LOAD_ARGS)

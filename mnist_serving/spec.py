@@ -33,5 +33,11 @@ MAX_ROWS_PER_REQUEST: Final = 256
 # Rows one forward pass / session run takes: larger requests are split and reassembled in order.
 MAX_EXECUTION_BATCH: Final = 32
 
+# Input limits of the gateway (GATEWAY_MAX_* override them): a JSON body, an uploaded image file and
+# its decoded pixels. The Kubernetes Ingress admits the largest body these allow (a test checks).
+MAX_JSON_BODY_BYTES: Final = 4 * 1024 * 1024
+MAX_IMAGE_BYTES: Final = 8 * 1024 * 1024
+MAX_IMAGE_PIXELS: Final = 16_000_000
+
 # The Kubernetes namespace every manifest under k8s/ deploys into.
 K8S_NAMESPACE: Final = "mnist-serving"

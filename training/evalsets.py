@@ -11,7 +11,7 @@
   dark on light paper, off centre, blurred and noisy.
 
 Both are for evaluation only: never trained on. Each image goes through the gateway's own
-preprocessing (``gateway.app.protocol.image.decode_image``), exactly as an upload does.
+preprocessing (``mnist_serving.image.decode_image``), exactly as an upload does.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import matplotlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from gateway.app.protocol.image import decode_image
+from mnist_serving.image import decode_image
 from mnist_serving.spec import INPUT_DIM
 
 SEED = 20261123

@@ -12,7 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from gateway.app.core.config import Settings
+from mnist_serving import spec
 from mnist_serving.spec import K8S_NAMESPACE
 from tests.conftest import REPO
 from tests.deploy.conftest import RENDERED, render_dir
@@ -298,8 +298,7 @@ def _mebibytes(size: str) -> float:
 
 def test_ingress_admits_what_the_gateway_accepts_and_hides_metrics(rendered: dict[str, Objects]) -> None:
     (ingress,) = _kind(rendered["cpu"], "Ingress").values()
-    settings = Settings()
-    largest = max(settings.max_body_bytes, settings.max_image_bytes + 64 * 1024)  # multipart envelope
+    largest = max(spec.MAX_JSON_BODY_BYTES, spec.MAX_IMAGE_BYTES + 64 * 1024)  # the gateway's defaults + multipart
     body = _mebibytes(ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"])
     assert largest / 2**20 <= body <= largest / 2**20 + 2
     assert ingress["spec"]["tls"][0]["secretName"] and ingress["spec"]["tls"][0]["hosts"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from gateway.app.protocol.image import decode_image
+from mnist_serving.image import decode_image
 
 
 def _photo_of(row: np.ndarray, *, fmt: str = "JPEG", size: tuple[int, int] = (300, 220), alpha: bool = False) -> bytes:

@@ -8,9 +8,11 @@ from starlette.datastructures import UploadFile
 
 from gateway.app.api.deps import read_body
 from gateway.app.core.config import Settings
-from gateway.app.core.errors import too_large, unprocessable, unsupported
-from gateway.app.protocol.image import decode_image
+from gateway.app.core.errors import APIError, too_large, unprocessable, unsupported
 from gateway.app.protocol.rows import Instances, decode_request
+from mnist_serving.image import ImageError, decode_image
+
+IMAGE_STATUS = {"unsupported": 415, "too_large": 413, "unprocessable": 422}  # ImageError.problem -> HTTP
 
 
 def content_type(request: Request) -> str:
@@ -36,4 +38,7 @@ async def image_row(request: Request, settings: Settings) -> np.ndarray:
     await form.close()
     if len(data) > settings.max_image_bytes:
         raise too_large("image_too_large", f"image file exceeds {settings.max_image_bytes} bytes")
-    return decode_image(data, settings.max_image_pixels)
+    try:
+        return decode_image(data, settings.max_image_pixels)
+    except ImageError as exc:
+        raise APIError(IMAGE_STATUS[exc.problem], exc.type, exc.message) from exc

@@ -9,7 +9,16 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mnist_serving import ports
-from mnist_serving.spec import MAX_ROWS_PER_REQUEST, ONNX_MODEL_NAME, STABLE_LABEL, TF_MODEL_NAME, TORCH_MODEL_NAME
+from mnist_serving.spec import (
+    MAX_IMAGE_BYTES,
+    MAX_IMAGE_PIXELS,
+    MAX_JSON_BODY_BYTES,
+    MAX_ROWS_PER_REQUEST,
+    ONNX_MODEL_NAME,
+    STABLE_LABEL,
+    TF_MODEL_NAME,
+    TORCH_MODEL_NAME,
+)
 
 Protocol = Literal["rest", "grpc"]
 
@@ -53,9 +62,9 @@ class Settings(BaseSettings):
 
     # Input limits
     max_rows: int = Field(MAX_ROWS_PER_REQUEST, ge=1)
-    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
-    max_image_bytes: int = Field(8 * 1024 * 1024, ge=1024)
-    max_image_pixels: int = Field(16_000_000, ge=784)
+    max_body_bytes: int = Field(MAX_JSON_BODY_BYTES, ge=1024)
+    max_image_bytes: int = Field(MAX_IMAGE_BYTES, ge=1024)
+    max_image_pixels: int = Field(MAX_IMAGE_PIXELS, ge=784)
 
     # Comma-separated keys; empty means the API is open.
     api_keys: str = ""

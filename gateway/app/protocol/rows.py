@@ -1,7 +1,7 @@
 """``{"instances": [row, ...]}`` to a float32 [n, 784] array.
 
 orjson parses and numpy checks the whole batch at once; a per-float pydantic model costs more
-(see benchmarks/validation.py). Only on failure do we walk the rows to name the one that is wrong.
+(see gateway/benchmarks/validation.py). Only on failure do we walk the rows to name the one that is wrong.
 
 numpy turns ``true`` into 1.0 and ``"0.1"`` into 0.1 without a word, while TF Serving rejects both
 for a float tensor. Rather than look at 784 Python objects per row, the raw body after the
@@ -63,7 +63,7 @@ def decode_instances(body: Any, max_rows: int, raw: bytes | None = None) -> np.n
     if len(instances) > max_rows:
         raise too_large("too_many_rows", f"{len(instances)} rows in one request; the limit is {max_rows}")
     if raw is None or may_hold_non_numbers(raw):
-        _check_types(instances)
+        check_types(instances)
     try:
         arr = np.asarray(instances, dtype=np.float32)
     except (TypeError, ValueError):
@@ -98,7 +98,7 @@ def may_hold_non_numbers(raw: bytes) -> bool:
 _JSON_TYPE = {str: "a string", bool: "a boolean", type(None): "null", dict: "an object"}
 
 
-def _check_types(instances: list[Any]) -> None:
+def check_types(instances: list[Any]) -> None:
     """422 naming the first row holding a value that is not a JSON number (rows of numbers pass)."""
     for i, row in enumerate(instances):
         if not isinstance(row, list):

@@ -11,18 +11,44 @@ phones and scanners add:
   keeping aspect, centred by mass in 28x28.
 An image that is already 28x28 is taken as it is (inverted if light): it is in the model's
 format, and resampling would only blur it. Very large photos are reduced first (WORK_SIDE).
+
+The gateway (uploads) and training (the evaluation sets) both use it. Problems raise ``ImageError``,
+which says what kind of problem it is, not an HTTP status: the gateway maps the kind to one.
 """
 
 from __future__ import annotations
 
 import io
 import warnings
+from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
-from gateway.app.core.errors import APIError, too_large, unprocessable, unsupported
 from mnist_serving.spec import IMAGE_SIDE
+
+# What was wrong: the file cannot be read as an accepted image ("unsupported"), it is too big
+# ("too_large"), or it is an image but holds no digit to read ("unprocessable").
+Problem = Literal["unsupported", "too_large", "unprocessable"]
+
+
+class ImageError(ValueError):
+    def __init__(self, problem: Problem, type_: str, message: str):
+        super().__init__(message)
+        self.problem, self.type, self.message = problem, type_, message
+
+
+def unprocessable(type_: str, message: str) -> ImageError:
+    return ImageError("unprocessable", type_, message)
+
+
+def too_large(type_: str, message: str) -> ImageError:
+    return ImageError("too_large", type_, message)
+
+
+def unsupported(type_: str, message: str) -> ImageError:
+    return ImageError("unsupported", type_, message)
+
 
 ALLOWED_FORMATS = frozenset({"PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF"})
 # MNIST's digits fill a 20x20 box; uploads are fit into a smaller one. Measured on development
@@ -60,7 +86,7 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
             if w * h > max_pixels:
                 raise too_large("image_too_large", f"image is {w}x{h} = {w * h} pixels; the limit is {max_pixels}")
             img.load()
-    except APIError:
+    except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise too_large("decompression_bomb", f"image rejected as a decompression bomb: {exc}") from exc

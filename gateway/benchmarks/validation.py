@@ -1,4 +1,4 @@
-"""``python -m benchmarks.validation``: what decoding one request costs, and why it is done this way.
+"""``python -m gateway.benchmarks.validation``: what decoding one request costs, and why it is done this way.
 
 Times decoding one request of one 784-value row (minimum of repeats): the gateway's decoder (orjson, numpy checks and
 the byte scan that rejects strings/booleans/null), the byte scan alone, the per-value walk the scan
@@ -13,7 +13,7 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, Field, confloat
 
-from gateway.app.protocol.rows import _check_types, decode_instances, may_hold_non_numbers, parse_json
+from gateway.app.protocol.rows import check_types, decode_instances, may_hold_non_numbers, parse_json
 from mnist_serving.spec import MAX_ROWS_PER_REQUEST
 
 # strict: "0.1" and true are refused, as the gateway refuses them
@@ -37,7 +37,7 @@ def main() -> None:
     clean = b'{"instances": 0}'  # a text the scan passes: the decoder without any type check
     untyped = _us(lambda: decode_instances(parse_json(body), MAX_ROWS_PER_REQUEST, raw=clean))
     scan = _us(lambda: may_hold_non_numbers(body))
-    walk = _us(lambda: _check_types(parsed["instances"]))
+    walk = _us(lambda: check_types(parsed["instances"]))
     strict = _us(lambda: np.asarray(Request.model_validate_json(body).instances, np.float32))
     print(f"gateway decoder (orjson + numpy + type scan) : {gateway:7.1f} µs per 1x784 request")
     print(f"  the same without any type check            : {untyped:7.1f} µs")

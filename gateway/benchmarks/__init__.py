@@ -1,0 +1,1 @@
+"""Benchmarks of the gateway's own code paths (the whole-stack benchmarks are in benchmarks/)."""
