@@ -8,9 +8,10 @@ STAMP := $(VENV)/.installed
 ARTIFACTS ?= artifacts
 VERSION ?= 1
 TRAIN_ARGS ?=
+SERVERS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup train test test-containers lint serve serve-models mar bench-servers bench-gateway bench-validation bench-generator load load-sweep load-matrix locust-ui up up-gpu up-offline load-compose down k8s-render deploy k8s-images k8s-config k8s-load clean
+.PHONY: help setup train test test-containers lint serve serve-models mar bench-servers bench-gateway bench-validation bench-generator gpu-report load load-sweep load-matrix locust-ui up up-gpu up-offline load-compose down k8s-render deploy k8s-images k8s-config k8s-load clean
 
 help: ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -44,8 +45,8 @@ serve-models: $(ARTIFACTS)/manifest.json ## run only TF Serving and TorchServe n
 mar: $(ARTIFACTS)/manifest.json ## build TorchServe archives into artifacts/model-store
 	$(PY) -m serving.torchserve.build_mar --artifacts $(ARTIFACTS) --out $(ARTIFACTS)/model-store
 
-serve: $(ARTIFACTS)/manifest.json ## run the whole stack natively: both model servers and the gateway (trains first if needed)
-	$(PY) -m serving.native --artifacts $(ARTIFACTS)
+serve: $(ARTIFACTS)/manifest.json ## run the whole stack natively: both model servers and the gateway (trains first if needed); SERVERS=torchserve runs a subset
+	$(PY) -m serving.native --artifacts $(ARTIFACTS) $(if $(SERVERS),--servers $(SERVERS))
 
 bench-servers: $(ARTIFACTS)/manifest.json ## benchmark: each server hit directly (p50/p99, req/s at 1, 8, 32 users)
 	$(PY) -m benchmarks.servers --artifacts $(ARTIFACTS)
@@ -56,11 +57,14 @@ bench-gateway: $(ARTIFACTS)/manifest.json ## benchmark: the gateway hop vs a bar
 bench-validation: $(STAMP) ## benchmark: request decoding, the type scan, strict pydantic
 	$(PY) -m gateway.benchmarks.validation
 
-load: $(ARTIFACTS)/manifest.json ## QPS at a p99 SLO per target beside its floor, open loop, 3 repeats with CIs (~60 min) -> reports/<time>/; LOAD_ARGS="--list-targets", "--slo-ms 5 ..."
+load: $(ARTIFACTS)/manifest.json ## QPS at a p99 SLO per target beside its floor, open loop, 3 repeats with CIs (~50 min) -> reports/<time>/; LOAD_ARGS="--list-targets", "--slo-ms 5 ..."
 	$(PY) -m load_tests.runs.capacity --artifacts $(ARTIFACTS) $(LOAD_ARGS)
 
 bench-generator: $(ARTIFACTS)/manifest.json ## benchmark: the load generator's send precision and CPU at 500-2,000+ req/s against a trivial server (~1 min)
 	$(PY) -m load_tests.runs.calibration $(BENCH_ARGS)
+
+gpu-report: $(ARTIFACTS)/manifest.json ## on an NVIDIA GPU machine: in-process GPU/CPU table, TorchServe served == CPU, capacity beside the floors (~8 min) -> reports/gpu-<time>/
+	$(PY) -m load_tests.runs.gpu --artifacts $(ARTIFACTS)
 
 load-sweep: $(ARTIFACTS)/manifest.json ## batching sweep per server: max batch x delay -> QPS@SLO and low-load p50, both bests re-measured 3x (~40 min) -> reports/sweep-<time>/
 	$(PY) -m load_tests.runs.sweep --artifacts $(ARTIFACTS) $(LOAD_ARGS)
@@ -76,9 +80,9 @@ COMPOSE ?= $(shell if docker compose version >/dev/null 2>&1; then echo "docker 
 	elif command -v docker-compose >/dev/null 2>&1; then echo docker-compose; else echo $(VENV)/bin/docker-compose; fi)
 OFFLINE_FILES := -f docker-compose.yml -f docker-compose.standin.yml
 KUSTOMIZE := $(VENV)/bin/kubectl kustomize
-# cpu, gpu, gpu-operator, cpu-prometheus (k8s/overlays/*) or kserve (k8s/kserve)
+# cpu, gpu, gpu-operator, cpu-prometheus (k8s/overlays/*), kserve or kserve-gpu (k8s/kserve*)
 OVERLAY ?= cpu
-K8S_DIR = $(if $(filter kserve,$(OVERLAY)),k8s/kserve,k8s/overlays/$(OVERLAY))
+K8S_DIR = $(if $(filter kserve kserve-gpu,$(OVERLAY)),k8s/$(OVERLAY),k8s/overlays/$(OVERLAY))
 REGISTRY ?=
 
 up: $(ARTIFACTS)/manifest.json ## docker compose: build images and start the stack (real TF Serving image; needs Docker Hub)
@@ -103,7 +107,7 @@ test-containers: $(ARTIFACTS)/manifest.json $(STAMP) ## the compose stack for re
 	CONTAINER_TESTS=1 $(PY) -m pytest tests/containers -s; status=$$?; \
 	$(PY) -m containers.engine stop; exit $$status
 
-k8s-render: $(STAMP) ## render the Kubernetes manifests of OVERLAY (cpu, gpu, cpu-prometheus, kserve) to stdout
+k8s-render: $(STAMP) ## render the Kubernetes manifests of OVERLAY (cpu, gpu, gpu-operator, cpu-prometheus, kserve, kserve-gpu) to stdout
 	@$(KUSTOMIZE) $(K8S_DIR)
 
 deploy: ## kubectl apply -k the OVERLAY to the current kube context (namespace mnist-serving)

@@ -38,6 +38,7 @@ import orjson
 import psutil
 
 from load_tests.measure.cpu import pin, pin_tree, tree_cpu_s
+from mnist_serving.ports import local_url
 from mnist_serving.spec import STABLE_LABEL, TF_MODEL_NAME, TORCH_MODEL_NAME
 from serving.native.gateway import launcher as gateway_launcher
 from serving.native.process import ManagedProcess, exit_on_sigterm, free_ports
@@ -129,7 +130,7 @@ def extra_processes(stack: ServingStack, run_dir: Path) -> Iterator[dict[str, Ma
     bare = {
         name: ManagedProcess(
             f"bare-proxy-{name}",
-            [sys.executable, "-m", "benchmarks.bare_proxy", "--port", str(port), "--target", f"http://127.0.0.1:{t}"],
+            [sys.executable, "-m", "benchmarks.bare_proxy", "--port", str(port), "--target", local_url(t)],
             run_dir / f"bare-proxy-{name}.log",
             cwd=REPO,
         )
@@ -139,7 +140,7 @@ def extra_processes(stack: ServingStack, run_dir: Path) -> Iterator[dict[str, Ma
     try:
         for p in procs.values():
             p.start()
-        gw_grpc.wait_until(lambda: _ok(f"http://127.0.0.1:{grpc_port}/readyz"), READY_TIMEOUT_S)
+        gw_grpc.wait_until(lambda: _ok(local_url(grpc_port, "/readyz")), READY_TIMEOUT_S)
         for p in bare.values():
             port = int(p.argv[p.argv.index("--port") + 1])
             p.wait_until(functools.partial(_listening, port), READY_TIMEOUT_S)
@@ -233,18 +234,16 @@ def main(argv: list[str] | None = None) -> None:
         grpc_port = int(extra["gateway-grpc"].env["GATEWAY_PORT"])
         predict = f"/v1/predict?backend={args.backend}"
         paths = [
-            Path_("direct", f"http://127.0.0.1:{direct_port}{direct_path}", {"backend": backend}),
+            Path_("direct", local_url(direct_port, f"{direct_path}"), {"backend": backend}),
             Path_(
                 "bare proxy",
-                f"http://127.0.0.1:{bare_port}{direct_path}",
+                local_url(bare_port, f"{direct_path}"),
                 {"hop": proc[f"bare-proxy-{args.backend}"], "backend": backend},
             ),
-            Path_(
-                "gateway", f"http://127.0.0.1:{ports.gateway}{predict}", {"hop": proc["gateway"], "backend": backend}
-            ),
+            Path_("gateway", local_url(ports.gateway, f"{predict}"), {"hop": proc["gateway"], "backend": backend}),
             Path_(
                 "gateway (gRPC)",
-                f"http://127.0.0.1:{grpc_port}{predict}",
+                local_url(grpc_port, f"{predict}"),
                 {"hop": proc["gateway-grpc"], "backend": backend},
             ),
         ]

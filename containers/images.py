@@ -30,11 +30,15 @@ K8S = REPO / "k8s"
 OVERLAYS = {  # overlay name -> (kustomization folder, GPU images?)
     "cpu": (K8S / "overlays" / "cpu", False),
     "gpu": (K8S / "overlays" / "gpu", True),
+    "gpu-operator": (K8S / "overlays" / "gpu", True),  # sets no images of its own: it builds on gpu's
+    "kserve-gpu": (K8S / "kserve-gpu", True),
     "kserve": (K8S / "kserve", False),
     "load-test": (K8S / "load-test", False),
 }
 TFSERVING_GPU_IMAGE = "tensorflow/serving:2.20.0-gpu"
-TORCH_GPU_INDEX = "https://download.pytorch.org/whl/cu128"
+# torch 2.13.0's Linux wheel on PyPI is the CUDA 13.0 build, the CUDA major onnxruntime-gpu 1.31.1 needs
+# (requirements/torchserve-gpu.txt; tests/deploy/test_gpu_stack.py reads both wheels' metadata).
+TORCH_GPU_INDEX = "https://pypi.org/simple"
 
 
 @dataclass(frozen=True)

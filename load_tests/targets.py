@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from mnist_serving import ports
+from mnist_serving.ports import local_address, local_url
 from mnist_serving.spec import (
     ONNX_MODEL_NAME,
     TF_MODEL_NAME,
@@ -18,10 +19,6 @@ from mnist_serving.spec import (
 Payload = Literal["json", "png", "tensor"]
 Protocol = Literal["rest", "grpc"]
 FLOOR_PATH = "/predict"  # load_tests/servers/floor.py: the same JSON contract as the servers' REST routes
-
-
-def _local(port: int) -> str:
-    return f"http://127.0.0.1:{port}"
 
 
 @dataclass(frozen=True)
@@ -51,17 +48,17 @@ class Target:
         return self.backend if self.backend.startswith("floor-") else self.backend.split("-")[0]
 
 
-TF = ("TFSERVING_URL", _local(ports.TFSERVING_REST))
-TS = ("TORCHSERVE_URL", _local(ports.TORCHSERVE_INFERENCE))
-GW = ("GATEWAY_URL", _local(ports.GATEWAY))
-TF_GRPC = ("TFSERVING_GRPC_ADDRESS", f"127.0.0.1:{ports.TFSERVING_GRPC}")
-TS_GRPC = ("TORCHSERVE_GRPC_ADDRESS", f"127.0.0.1:{ports.TORCHSERVE_GRPC_INFERENCE}")
+TF = ("TFSERVING_URL", local_url(ports.TFSERVING_REST))
+TS = ("TORCHSERVE_URL", local_url(ports.TORCHSERVE_INFERENCE))
+GW = ("GATEWAY_URL", local_url(ports.GATEWAY))
+TF_GRPC = ("TFSERVING_GRPC_ADDRESS", local_address(ports.TFSERVING_GRPC))
+TS_GRPC = ("TORCHSERVE_GRPC_ADDRESS", local_address(ports.TORCHSERVE_GRPC_INFERENCE))
 TF_FLOOR, TS_FLOOR, ONNX_FLOOR = "floor-savedmodel", "floor-torchscript", "floor-onnx"
-# Floor kind (load_tests/servers/floor.py) -> its target's host env var and default port.
+# Floor kind (load_tests/servers/floor.py) -> its closed-loop user class, host env var and default port.
 FLOORS = {
-    "torchscript": ("FLOOR_TORCHSCRIPT_URL", ports.FLOOR_TORCHSCRIPT),
-    "onnx": ("FLOOR_ONNX_URL", ports.FLOOR_ONNX),
-    "savedmodel": ("FLOOR_SAVEDMODEL_URL", ports.FLOOR_SAVEDMODEL),
+    "torchscript": ("FloorTorchScriptUser", "FLOOR_TORCHSCRIPT_URL", ports.FLOOR_TORCHSCRIPT),
+    "onnx": ("FloorOnnxUser", "FLOOR_ONNX_URL", ports.FLOOR_ONNX),
+    "savedmodel": ("FloorSavedModelUser", "FLOOR_SAVEDMODEL_URL", ports.FLOOR_SAVEDMODEL),
 }
 
 TARGETS = [
@@ -85,13 +82,12 @@ TARGETS = [
     Target("gateway-compare", "GatewayCompareUser", *GW, "/v1/compare", compare=True),
     # Each model in-process behind the leanest HTTP server (servers/floor.py): what the hardware
     # allows for this model, measured in the same run as the servers.
-    Target(TS_FLOOR, "FloorTorchScriptUser", FLOORS["torchscript"][0], _local(FLOORS["torchscript"][1]), FLOOR_PATH,
-           backend=TS_FLOOR),
-    Target(ONNX_FLOOR, "FloorOnnxUser", FLOORS["onnx"][0], _local(FLOORS["onnx"][1]), FLOOR_PATH, backend=ONNX_FLOOR),
-    Target(TF_FLOOR, "FloorSavedModelUser", FLOORS["savedmodel"][0], _local(FLOORS["savedmodel"][1]), FLOOR_PATH,
-           backend=TF_FLOOR),
+    *(
+        Target(f"floor-{kind}", user, env, local_url(port), FLOOR_PATH, backend=f"floor-{kind}")
+        for kind, (user, env, port) in FLOORS.items()
+    ),
     # The load generator's calibration: load_tests/servers/trivial.py answers at once.
-    Target("trivial", "TrivialUser", "TRIVIAL_URL", _local(ports.TRIVIAL), "/"),
+    Target("trivial", "TrivialUser", "TRIVIAL_URL", local_url(ports.TRIVIAL), "/"),
 ]  # fmt: skip
 BY_NAME = {t.name: t for t in TARGETS}
 # What the servers serve (not the load tools' own floor and trivial servers).
@@ -112,15 +108,15 @@ class Endpoints:
         """The native stack's addresses (``serving.native.settings.ServingPorts``)."""
         return cls(
             urls={
-                TF[0]: _local(p.tfserving_rest),
-                TS[0]: _local(p.torchserve_inference),
-                GW[0]: _local(p.gateway),
-                TF_GRPC[0]: f"127.0.0.1:{p.tfserving_grpc}",
-                TS_GRPC[0]: f"127.0.0.1:{p.torchserve_grpc_inference}",
+                TF[0]: local_url(p.tfserving_rest),
+                TS[0]: local_url(p.torchserve_inference),
+                GW[0]: local_url(p.gateway),
+                TF_GRPC[0]: local_address(p.tfserving_grpc),
+                TS_GRPC[0]: local_address(p.torchserve_grpc_inference),
             },
-            tf_metrics=f"{_local(p.tfserving_rest)}/monitoring/prometheus/metrics",
-            ts_metrics=f"{_local(p.torchserve_metrics)}/metrics",
-            gateway_metrics=f"{_local(p.gateway)}/metrics",
+            tf_metrics=f"{local_url(p.tfserving_rest)}/monitoring/prometheus/metrics",
+            ts_metrics=f"{local_url(p.torchserve_metrics)}/metrics",
+            gateway_metrics=f"{local_url(p.gateway)}/metrics",
         )
 
     def with_url(self, target: Target, url: str) -> Endpoints:

@@ -1,6 +1,20 @@
-"""Default native ports. Each can be overridden by the env var named beside it."""
+"""Default native ports. Each can be overridden by the env var named beside it. ``local_url`` and
+``local_address`` are the one place that builds a loopback address from a port."""
 
 from typing import Final
+
+LOOPBACK: Final = "127.0.0.1"  # every native service binds here only
+
+
+def local_address(port: int) -> str:
+    """``127.0.0.1:<port>`` (a gRPC target)."""
+    return f"{LOOPBACK}:{port}"
+
+
+def local_url(port: int, path: str = "") -> str:
+    """``http://127.0.0.1:<port><path>``."""
+    return f"http://{LOOPBACK}:{port}{path}"
+
 
 TFSERVING_GRPC: Final = 8500  # TFSERVING_GRPC_PORT
 TFSERVING_REST: Final = 8501  # TFSERVING_REST_PORT

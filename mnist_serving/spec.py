@@ -39,5 +39,9 @@ MAX_JSON_BODY_BYTES: Final = 4 * 1024 * 1024
 MAX_IMAGE_BYTES: Final = 8 * 1024 * 1024
 MAX_IMAGE_PIXELS: Final = 16_000_000
 
+# Set to 1 in every GPU deployment: a model server that would compute on the CPU refuses to start
+# (the TorchServe handler fails to load, the TF Serving stand-in exits) instead of serving slowly.
+REQUIRE_GPU_ENV: Final = "REQUIRE_GPU"
+
 # The Kubernetes namespace every manifest under k8s/ deploys into.
 K8S_NAMESPACE: Final = "mnist-serving"

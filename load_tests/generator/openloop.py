@@ -170,14 +170,19 @@ def _stop_when_done(environment: Environment, **_: Any) -> None:
     set), or once every worker has sent its schedule; Locust's -t stays the cap."""
     spec = recorder.SPEC
     runner = environment.runner
-    if isinstance(runner, WorkerRunner) or not (spec.window_s > 0 or isinstance(runner, MasterRunner)):
+    if (
+        runner is None
+        or isinstance(runner, WorkerRunner)
+        or not (spec.window_s > 0 or isinstance(runner, MasterRunner))
+    ):
         return
 
     def watch() -> None:
         checked = 0
         while True:
             gevent.sleep(0.25)
-            if isinstance(runner, MasterRunner) and spec.processes and len(_finished_workers) >= spec.processes:
+            workers = max(spec.processes, len(runner.clients.all)) if isinstance(runner, MasterRunner) else 0
+            if workers and len(_finished_workers) >= workers:
                 gevent.sleep(recorder.locust.runners.WORKER_REPORT_INTERVAL + 0.5)  # their last rows
                 runner.quit()
                 return

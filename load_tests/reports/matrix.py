@@ -125,7 +125,7 @@ def write(out: Path, results: list[RunResult], env: dict[str, Any], duration: fl
             if r.server_breakdown
         ),
         "",
-        "The same definitions for both (load_tests/scrape.py): queue = waiting for a batch (TF "
+        "The same definitions for both (load_tests/measure/scrape.py): queue = waiting for a batch (TF "
         "`batching_session:queuing_latency`, TorchServe `ts_queue_latency_microseconds`); inference = the "
         "server's total minus its queue (TF `request_latency`; TorchServe `ts_inference_latency_microseconds`, "
         "which includes the queue). Per request, averaged over the run.",

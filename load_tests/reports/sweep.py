@@ -66,10 +66,32 @@ def floor_rows(confirmed: dict[str, dict[str, Any]], method: Method) -> list[str
     return lines
 
 
+def gpu_rows(env: dict[str, Any]) -> list[str]:
+    """On a GPU sweep: GPU use while it ran, and from which batch the GPU beats the CPU in-process."""
+    from load_tests.reports.gpu import gpu_wins_from, inproc_table
+
+    lines = []
+    samples = env.get("gpu_samples") or []
+    if samples:
+        util = [s["util_pct"] for s in samples]
+        mem = [s["mem_mib"] for s in samples]
+        lines += ["", f"GPU ({env.get('gpu', '?')}): utilisation mean {sum(util) / len(util):.0f} %, max "
+                  f"{max(util):.0f} %; memory max {max(mem):,.0f} MiB ({len(samples)} samples)."]  # fmt: skip
+    medians = env.get("inproc_median_us_per_call")
+    if medians:
+        for name, (loses_at, wins_at) in gpu_wins_from(inproc_table(medians)).items():
+            lines.append(
+                f"- In-process, **{name}** beats every CPU runtime at {wins_at} rows per forward pass"
+                + (f" (not at {loses_at})" if loses_at else "") + "; compare the served figures with a CPU sweep."
+                if wins_at else f"- In-process, **{name}** never beats the CPU runtimes measured."
+            )
+    return lines
+
+
 def plot(entries: list[dict[str, Any]], out: Path, method: Method) -> str:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
     for ax, server in zip(axes, SERVERS, strict=True):
-        for batch, marker in zip(method.max_batch, "os^", strict=False):
+        for batch, marker in zip(method.max_batch, "os^D", strict=False):
             es = [e for e in entries if e["server"] == server and e["max_batch"] == batch]
             ax.plot([e["low_p50_ms"] for e in es], [e["qps"] for e in es], marker + "-", label=f"max batch {batch}")
             for e in es:
@@ -146,6 +168,7 @@ def write(
                 f"Ratio of the means, TF Serving / TorchServe: {ratio}; the intervals "
                 + ("**overlap**, so this run does not rank them." if overlap else "do not overlap."),
             ]
+    lines += gpu_rows(env)
     lines += [
         "",
         f"![{png}]({png})",

@@ -1,7 +1,7 @@
 """``python -m load_tests.runs.capacity`` (``make load``): QPS at a p99 latency SLO for every target,
 the way MLPerf's Server scenario and perf_analyzer measure it, each server beside its floor.
 
-Per target: open-loop Poisson arrivals (openloop.py), latency from the intended send time, each
+Per target: open-loop Poisson arrivals (generator/openloop.py), latency from the intended send time, each
 point run in windows until 3 agree (stats.stable), a search for the highest rate whose p99 meets
 the SLO (stats.search_capacity), repeated ``--repeats`` times with the targets interleaved (repeat r
 visits them in a rotated order, so slow drifts of a shared machine spread over all), reported as a
@@ -189,6 +189,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="Locust processes per point (default 0: as many as the rate needs, from the calibration)",
     )
     p.add_argument("--spin-us", type=float, default=PointConfig.spin_us, help="precise-wait window (0: timer only)")
+    p.add_argument("--floor-device", default="cpu", help="the TorchScript floor's device: cpu or cuda:0")
     p.add_argument("--verify-s", type=float, default=VERIFY_S, help="0 skips the verification runs")
     p.add_argument("--no-calibration", action="store_true")
     p.add_argument(
@@ -247,9 +248,13 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     ports = ServingPorts.from_env()
-    needs_stack = any(t.server in ("tfserving", "torchserve") or t.via_gateway for t in targets)
-    stack = native_stack(args.artifacts, out / "run", ports) if needs_stack else contextlib.nullcontext()
-    with stack, local_servers(targets, args.artifacts, out / "run", Endpoints.native(ports)) as ep:
+    servers = sorted({t.server for t in targets if t.server in ("tfserving", "torchserve")})
+    gateway = any(t.via_gateway or t.name.startswith("gateway") for t in targets)
+    if gateway:
+        servers = ["tfserving", "torchserve"]  # the gateway's backends
+    stack = native_stack(args.artifacts, out / "run", ports, servers, gateway) if servers else contextlib.nullcontext()
+    local = local_servers(targets, args.artifacts, out / "run", Endpoints.native(ports), args.floor_device)
+    with stack, local as ep:
         cores = cpu.pinning()
         if cores:
             for server in cpu.SERVER_PROCESSES:

@@ -13,24 +13,35 @@ from typing import Any
 import httpx
 
 from load_tests.targets import BY_NAME, Endpoints, Target
+from mnist_serving.ports import local_url
 
 REPO = Path(__file__).resolve().parents[2]
 LOCAL_START_TIMEOUT_S = 120.0  # TensorFlow's import alone takes ~10 s on this machine
 
 
 @contextlib.contextmanager
-def native_stack(artifacts: Path, run_dir: Path, ports: Any) -> Iterator[None]:
-    """The native stack on ``ports``: the one already answering, else started here and stopped after."""
+def native_stack(
+    artifacts: Path,
+    run_dir: Path,
+    ports: Any,
+    servers: Sequence[str] = ("tfserving", "torchserve"),
+    with_gateway: bool = True,
+) -> Iterator[None]:
+    """The native stack on ``ports``: what already answers there (every wanted server ready), else
+    ``servers`` (and the gateway) started here and stopped after."""
+    from serving.native import gateway, tfserving, torchserve
     from serving.native.stack import ServingStack
 
-    with contextlib.suppress(httpx.HTTPError):
-        if httpx.get(f"http://127.0.0.1:{ports.gateway}/readyz", timeout=2).status_code == 200:
+    checks = {"tfserving": tfserving.ready, "torchserve": torchserve.ready, "gateway": gateway.ready}
+    wanted = [*servers, *(["gateway"] if with_gateway else [])]
+    with contextlib.suppress(Exception):
+        if all(checks[name](ports) for name in wanted):
             print("using the stack that is already running", flush=True)
             yield
             return
-    print("starting the native stack ...", flush=True)
+    print(f"starting {', '.join(wanted)} natively ...", flush=True)
     with contextlib.ExitStack() as es:
-        stack = ServingStack(artifacts, run_dir, ports, with_gateway=True)
+        stack = ServingStack(artifacts, run_dir, ports, with_gateway=with_gateway, servers=tuple(servers))
         stack.start()
         es.callback(stack.stop)
         yield
@@ -41,24 +52,28 @@ def is_local(target: Target) -> bool:
     return target.name == "trivial" or (target.backend or "").startswith("floor-")
 
 
-def local_argv(target: Target, port: int, artifacts: Path) -> list[str]:
+def local_argv(target: Target, port: int, artifacts: Path, device: str = "cpu") -> list[str]:
     if target.name == "trivial":
         return [sys.executable, "-m", "load_tests.servers.trivial", str(port)]
     kind = target.name.removeprefix("floor-")
-    return [sys.executable, "-m", "load_tests.servers.floor", kind, "--port", str(port), "--artifacts", str(artifacts)]
+    argv = [sys.executable, "-m", "load_tests.servers.floor", kind, "--port", str(port), "--artifacts", str(artifacts)]
+    return argv + (["--device", device] if kind == "torchscript" else [])
 
 
 @contextlib.contextmanager
-def local_servers(targets: Sequence[Target], artifacts: Path, run_dir: Path, ep: Endpoints) -> Iterator[Endpoints]:
-    """Start the floor and trivial servers among ``targets`` on free ports; yield ``ep`` with their URLs."""
+def local_servers(
+    targets: Sequence[Target], artifacts: Path, run_dir: Path, ep: Endpoints, device: str = "cpu"
+) -> Iterator[Endpoints]:
+    """Start the floor and trivial servers among ``targets`` on free ports (the TorchScript floor on
+    ``device``); yield ``ep`` with their URLs."""
     from serving.native.process import ManagedProcess, free_ports
 
     wanted = [t for t in dict.fromkeys(targets) if is_local(t)]
     with contextlib.ExitStack() as es:
         procs = []
         for target, port in zip(wanted, free_ports(len(wanted)), strict=True):
-            url = f"http://127.0.0.1:{port}"
-            proc = ManagedProcess(target.name, local_argv(target, port, artifacts.resolve()),
+            url = local_url(port)
+            proc = ManagedProcess(target.name, local_argv(target, port, artifacts.resolve(), device),
                                   run_dir / f"{target.name}.log", cwd=REPO)  # fmt: skip
             proc.start()
             es.callback(proc.stop)

@@ -41,6 +41,11 @@ from load_tests.targets import BY_NAME, Endpoints
 
 MAX_BATCH = (1, 8, 32)
 DELAY_MS = (0, 1, 2, 5)
+# --device gpu: a GPU wins over a CPU core only on large forward passes (docs/load-report-gpu-h200:
+# between 32 and 256 rows for this model), so its grid reaches the row limit per request.
+GPU_MAX_BATCH = (1, 32, 128, 256)
+GPU_DELAY_MS = (1, 2, 5)
+GRIDS = {"cpu": (MAX_BATCH, DELAY_MS), "gpu": (GPU_MAX_BATCH, GPU_DELAY_MS)}
 LOW_RATE = 100.0  # req/s for the low-load p50
 LOW_SAMPLES = 600
 CONFIRM_REPEATS = 3  # the minimum for a Student-t interval, as make load
@@ -57,9 +62,10 @@ TS_MIN_DELAY_MS = 1
 MIN_HINT = 100.0
 
 
-def configurations(server: str | None = None) -> list[tuple[int, int]]:
-    """(max batch, delay ms) pairs; batch 1 never waits, so it runs once, with 0 ms."""
-    grid = [(b, d) for b in MAX_BATCH for d in DELAY_MS if b > 1 or d == 0]
+def configurations(server: str | None = None, device: str = "cpu") -> list[tuple[int, int]]:
+    """(max batch, delay ms) pairs; batch 1 never waits, so it runs once, with its smallest delay."""
+    batches, delays = GRIDS[device]
+    grid = [(b, d) for b in batches for d in delays if b > 1 or d == min(delays)]
     if server == "torchserve":
         grid = [(b, d) for b, d in grid if b == 1 or d >= TS_MIN_DELAY_MS]
     return grid
@@ -243,6 +249,7 @@ def reused(folder: Path) -> list[dict[str, Any]]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--servers", default=",".join(SERVERS))
+    p.add_argument("--device", choices=sorted(GRIDS), default="cpu", help="the grid: cpu, or gpu (max batch to 256)")
     p.add_argument("--slo-ms", type=float, default=SLO_MS)
     p.add_argument("--executors", type=int, default=1, help="TF batch threads = TorchServe workers per model")
     p.add_argument("--max-windows", type=int, default=stats.STABLE_WINDOWS, help="per point (default: %(default)s)")
@@ -265,6 +272,13 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     from serving.native.process import exit_on_sigterm
 
+    if args.device == "gpu":
+        from load_tests.runs.gpu import EXIT_NO_GPU, cuda_or_reason
+
+        reason = cuda_or_reason()
+        if reason:
+            print(f"--device gpu needs an NVIDIA GPU with CUDA: {reason}. Nothing was measured.", file=sys.stderr)
+            return EXIT_NO_GPU
     exit_on_sigterm()
     out = args.out or Path("reports") / time.strftime("sweep-%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
@@ -273,12 +287,18 @@ def main(argv: list[str] | None = None) -> int:
     from serving.native.tfserving import implementation
 
     env["tfserving"] = "stand-in (serving/tfserving_standin)" if implementation() == "standin" else "real binary"
+    env["device"] = args.device
+    sampler = report_env.GpuSampler()
+    if args.device == "gpu":  # the in-process side of "from which batch does the GPU win"
+        from load_tests.runs.gpu import inproc
+
+        env["inproc_median_us_per_call"] = inproc(args.artifacts.resolve())
     started_at = time.monotonic()
     servers = [s for s in args.servers.split(",") if s]  # "" with --reuse: only re-confirm an earlier sweep
     entries = [e for e in reused(args.reuse) if e["server"] not in servers] if args.reuse else []
     for server in servers:
         hint = 0.0
-        configs = configurations(server)
+        configs = configurations(server, args.device)
         for i, (batch, delay) in enumerate(configs):
             print(f"[{server} {i + 1}/{len(configs)}] max batch {batch}, delay {delay} ms", flush=True)
             e = run_config(server, batch, delay, args, cfg, out, hint)
@@ -286,12 +306,13 @@ def main(argv: list[str] | None = None) -> int:
             (out / "sweep.partial.json").write_text(json.dumps(entries, default=str))  # survives a crash
             hint = e["qps"] if math.isfinite(e["qps"]) else 0.0
     confirmed = confirm(best_per_server(entries), args, cfg, out) if args.confirm_repeats > 0 else {}
+    env["gpu_samples"] = sampler.stop()
     method = Method(
         slo_ms=args.slo_ms,
         tolerance=TOLERANCE,
         low_rate=LOW_RATE,
         executors=args.executors,
-        max_batch=MAX_BATCH,
+        max_batch=GRIDS[args.device][0],
         seconds=time.monotonic() - started_at,
         reuse=str(args.reuse or ""),
     )

@@ -38,17 +38,17 @@ def artifact(artifacts: Path, kind: str) -> Path:
     return artifacts / max(entries, key=lambda a: a.get("model_version", 0))["path"]
 
 
-def load(kind: str, path: Path) -> Predict:
-    """A rows -> probabilities function over the artifact, on one thread."""
+def load(kind: str, path: Path, device: str = "cpu") -> Predict:
+    """A rows -> probabilities function over the artifact, on one thread (TorchScript: on ``device``)."""
     if kind == "torchscript":
         import torch
 
         torch.set_num_threads(1)
-        model = torch.jit.load(str(path), map_location="cpu").eval()
+        model = torch.jit.load(str(path), map_location=device).eval()
 
         def torchscript(rows: np.ndarray) -> np.ndarray:
             with torch.inference_mode():
-                return model(torch.from_numpy(rows)).numpy()
+                return model(torch.from_numpy(rows).to(device)).cpu().numpy()
 
         return torchscript
     if kind == "onnx":
@@ -114,11 +114,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("kind", choices=KINDS)
     p.add_argument("--port", type=int, default=None)
     p.add_argument("--artifacts", type=Path, default=Path("artifacts"))
+    p.add_argument("--device", default="cpu", help="torchscript only: cpu or cuda:N (default: %(default)s)")
     args = p.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     port = args.port or int(os.environ.get(f"FLOOR_{args.kind.upper()}_PORT", DEFAULT_PORTS[args.kind]))
-    predict = load(args.kind, artifact(args.artifacts.resolve(), args.kind))
-    predict(np.zeros((1, INPUT_DIM), np.float32))  # warm: the first call builds kernels and caches
+    predict = load(args.kind, artifact(args.artifacts.resolve(), args.kind), args.device)
+    for n in (1, 2, 4, 8, 16, 32, 64, 128, 256):  # warm, as the TorchServe handler does: every size, kernels, caches
+        for _ in range(3):
+            predict(np.zeros((n, INPUT_DIM), np.float32))
     web.run_app(app(predict), host="127.0.0.1", port=port, access_log=None, print=None)
 
 

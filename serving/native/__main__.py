@@ -1,4 +1,6 @@
 """``python -m serving.native``: run TF Serving, TorchServe and the gateway until Ctrl-C or SIGTERM.
+``--servers torchserve`` (``make serve SERVERS=torchserve``) runs a subset, e.g. TorchServe alone on
+a GPU machine with no TensorFlow.
 
 A server that crashes is restarted with exponential backoff while the others keep serving (the
 gateway answers 503 for it, and ``auto`` falls back); a crash loop leaves it down and says so.
@@ -14,7 +16,7 @@ import time
 from pathlib import Path
 
 from serving.native.process import StartError
-from serving.native.stack import ServingStack
+from serving.native.stack import SERVERS, ServingStack
 from serving.native.supervisor import RestartPolicy
 
 TICK_S = 0.5  # how often the supervisor looks at its processes
@@ -25,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--artifacts", type=Path, default=Path("artifacts"))
     p.add_argument("--run-dir", type=Path, default=None, help="logs and generated configs (default: run/<time>)")
     p.add_argument("--no-gateway", action="store_true", help="model servers only")
+    p.add_argument(
+        "--servers", default=",".join(SERVERS), help="comma-separated model servers to run (default: %(default)s)"
+    )
     d = RestartPolicy()
     p.add_argument("--max-restarts", type=int, default=d.max_restarts, help="per window before giving up")
     p.add_argument("--restart-window", type=float, default=d.window_s, help="seconds (default: %(default)s)")
@@ -36,10 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
 
-    stack = ServingStack(args.artifacts, run_dir, with_gateway=not args.no_gateway)
-    what = "" if args.no_gateway else " and the gateway"
-    print(f"starting TF Serving ({stack.tf_implementation}), TorchServe{what}; logs in {run_dir}", flush=True)
     try:
+        stack = ServingStack(
+            args.artifacts, run_dir, with_gateway=not args.no_gateway, servers=tuple(args.servers.split(","))
+        )
+        names = {"tfserving": f"TF Serving ({stack.tf_implementation})", "torchserve": "TorchServe"}
+        what = ", ".join(names[s] for s in stack.servers) + ("" if args.no_gateway else " and the gateway")
+        print(f"starting {what}; logs in {run_dir}", flush=True)
         stack.start()
     except StartError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 
+from mnist_serving.ports import local_address, local_url
 from serving.native.process import ManagedProcess
 from serving.native.settings import REPO, ServingPorts
 
@@ -14,14 +15,14 @@ from serving.native.settings import REPO, ServingPorts
 def launcher(run_dir: Path, ports: ServingPorts, name: str = "gateway") -> ManagedProcess:
     env = {
         "GATEWAY_PORT": str(ports.gateway),
-        "GATEWAY_TFSERVING_URL": f"http://127.0.0.1:{ports.tfserving_rest}",
-        "GATEWAY_TFSERVING_GRPC_ADDRESS": f"127.0.0.1:{ports.tfserving_grpc}",
-        "GATEWAY_TORCHSERVE_URL": f"http://127.0.0.1:{ports.torchserve_inference}",
-        "GATEWAY_TORCHSERVE_MANAGEMENT_URL": f"http://127.0.0.1:{ports.torchserve_management}",
-        "GATEWAY_TORCHSERVE_GRPC_ADDRESS": f"127.0.0.1:{ports.torchserve_grpc_inference}",
+        "GATEWAY_TFSERVING_URL": local_url(ports.tfserving_rest),
+        "GATEWAY_TFSERVING_GRPC_ADDRESS": local_address(ports.tfserving_grpc),
+        "GATEWAY_TORCHSERVE_URL": local_url(ports.torchserve_inference),
+        "GATEWAY_TORCHSERVE_MANAGEMENT_URL": local_url(ports.torchserve_management),
+        "GATEWAY_TORCHSERVE_GRPC_ADDRESS": local_address(ports.torchserve_grpc_inference),
     }
     return ManagedProcess(name, [sys.executable, "-m", "gateway.app"], run_dir / f"{name}.log", env=env, cwd=REPO)
 
 
 def ready(ports: ServingPorts) -> bool:
-    return httpx.get(f"http://127.0.0.1:{ports.gateway}/readyz", timeout=2).status_code == 200
+    return httpx.get(local_url(ports.gateway, "/readyz"), timeout=2).status_code == 200

@@ -8,11 +8,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mnist_serving.ports import local_address, local_url
+from mnist_serving.spec import ONNX_MODEL_NAME, TF_MODEL_NAME, TORCH_MODEL_NAME
 from serving.native import gateway, tfserving, torchserve
 from serving.native.process import ManagedProcess, StartError, check_ports_free
 from serving.native.settings import ServingPorts
 from serving.native.supervisor import Notify, RestartPolicy, Supervisor
 
+SERVERS = ("tfserving", "torchserve")  # the model servers a stack can run; the gateway comes on top
 TFSERVING_READY_TIMEOUT_S = 120.0
 TORCHSERVE_READY_TIMEOUT_S = 180.0  # JVM start plus one Python worker per model
 GATEWAY_READY_TIMEOUT_S = 30.0
@@ -27,33 +30,41 @@ class ServingStack:
     readiness: dict[str, Callable[[], bool]] = field(default_factory=dict)  # process name -> "model ready"
     tf_implementation: str = field(default_factory=tfserving.implementation)
     with_gateway: bool = False
+    servers: tuple[str, ...] = SERVERS  # a subset runs those alone (TorchServe on a GPU box with no TF)
 
     def __post_init__(self) -> None:
         # Absolute: TorchServe runs with the run folder as cwd and rejects a relative TEMP.
         self.artifacts, self.run_dir = self.artifacts.resolve(), self.run_dir.resolve()
+        unknown = set(self.servers) - set(SERVERS)
+        if unknown or not self.servers:
+            raise StartError(f"servers must be some of {', '.join(SERVERS)}; got {', '.join(self.servers) or 'none'}")
 
     def start(self) -> None:
         if not (self.artifacts / "manifest.json").exists():
             raise StartError(f"no trained models in {self.artifacts}: run `make train` first")
-        wanted = self.ports.as_dict()
+        wanted = {k: v for k, v in self.ports.as_dict().items() if k.split("_")[0] in (*self.servers, "gateway")}
         if not self.with_gateway:
             wanted.pop("gateway")
         check_ports_free(wanted)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        tf = tfserving.launcher(self.artifacts, self.run_dir, self.ports)
-        ts = torchserve.launcher(self.artifacts, self.run_dir, self.ports)
-        self.readiness = {
-            tf.name: lambda: tfserving.ready(self.ports),
-            ts.name: lambda: torchserve.ready(self.ports),
-        }
+        launchers = {
+            "tfserving": (lambda: tfserving.launcher(self.artifacts, self.run_dir, self.ports),
+                          lambda: tfserving.ready(self.ports), TFSERVING_READY_TIMEOUT_S),
+            "torchserve": (lambda: torchserve.launcher(self.artifacts, self.run_dir, self.ports),
+                           lambda: torchserve.ready(self.ports), TORCHSERVE_READY_TIMEOUT_S),
+        }  # fmt: skip
         try:
-            for p in (tf, ts):
-                p.start()
-                self.processes.append(p)
+            started = []
+            for name in self.servers:
+                make, ready, timeout = launchers[name]
+                proc = make()
+                self.readiness[proc.name] = ready
+                proc.start()
+                self.processes.append(proc)
+                started.append((proc, timeout))
             start = time.monotonic()
-            tf.wait_until(self.readiness[tf.name], TFSERVING_READY_TIMEOUT_S)
-            remaining = TORCHSERVE_READY_TIMEOUT_S - (time.monotonic() - start)
-            ts.wait_until(self.readiness[ts.name], max(remaining, 30.0))
+            for proc, timeout in started:  # they start side by side; each gets its own budget from now
+                proc.wait_until(self.readiness[proc.name], max(timeout - (time.monotonic() - start), 30.0))
             if self.with_gateway:
                 gw = gateway.launcher(self.run_dir, self.ports)
                 self.readiness[gw.name] = lambda: gateway.ready(self.ports)
@@ -78,25 +89,39 @@ class ServingStack:
 
     def endpoints(self) -> dict[str, str]:
         p = self.ports
-        gw_url = f"http://127.0.0.1:{p.gateway}"
+        gw_url = local_url(p.gateway)
         gw = {"gateway": f"{gw_url}/ (drawing page), {gw_url}/docs (API)"} if self.with_gateway else {}
+        tf = {
+            f"tfserving REST ({self.tf_implementation})": local_url(p.tfserving_rest, f"/v1/models/{TF_MODEL_NAME}"),
+            "tfserving gRPC": local_address(p.tfserving_grpc),
+            "tfserving metrics": local_url(p.tfserving_rest, "/monitoring/prometheus/metrics"),
+        }
+        ts = {
+            "torchserve inference": local_url(
+                p.torchserve_inference, f"/predictions/{TORCH_MODEL_NAME} (and {ONNX_MODEL_NAME})"
+            ),
+            "torchserve management": local_url(p.torchserve_management, "/models"),
+            "torchserve metrics": local_url(p.torchserve_metrics, "/metrics"),
+            "torchserve gRPC": local_address(p.torchserve_grpc_inference),
+        }
         return {
             **gw,
-            f"tfserving REST ({self.tf_implementation})": f"http://127.0.0.1:{p.tfserving_rest}/v1/models/mnist",
-            "tfserving gRPC": f"127.0.0.1:{p.tfserving_grpc}",
-            "tfserving metrics": f"http://127.0.0.1:{p.tfserving_rest}/monitoring/prometheus/metrics",
-            "torchserve inference": f"http://127.0.0.1:{p.torchserve_inference}/predictions/mnist (and mnist_onnx)",
-            "torchserve management": f"http://127.0.0.1:{p.torchserve_management}/models",
-            "torchserve metrics": f"http://127.0.0.1:{p.torchserve_metrics}/metrics",
-            "torchserve gRPC": f"127.0.0.1:{p.torchserve_grpc_inference}",
+            **(tf if "tfserving" in self.servers else {}),
+            **(ts if "torchserve" in self.servers else {}),
         }
 
 
 @contextlib.contextmanager
 def running(
-    artifacts: Path, run_dir: Path, ports: ServingPorts | None = None, with_gateway: bool = False
+    artifacts: Path,
+    run_dir: Path,
+    ports: ServingPorts | None = None,
+    with_gateway: bool = False,
+    servers: tuple[str, ...] = SERVERS,
 ) -> Iterator[ServingStack]:
-    stack = ServingStack(artifacts, run_dir, ports or ServingPorts.from_env(), with_gateway=with_gateway)
+    stack = ServingStack(
+        artifacts, run_dir, ports or ServingPorts.from_env(), with_gateway=with_gateway, servers=servers
+    )
     stack.start()
     try:
         yield stack

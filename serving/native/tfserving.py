@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 
+from mnist_serving.ports import local_url
 from mnist_serving.spec import TF_MODEL_NAME
 from serving.native.process import ManagedProcess
 from serving.native.settings import SERVING, ServingPorts
@@ -49,6 +50,6 @@ def launcher(artifacts: Path, run_dir: Path, ports: ServingPorts, batching: Path
 
 
 def ready(ports: ServingPorts) -> bool:
-    r = httpx.get(f"http://127.0.0.1:{ports.tfserving_rest}/v1/models/{TF_MODEL_NAME}", timeout=2)
+    r = httpx.get(local_url(ports.tfserving_rest, f"/v1/models/{TF_MODEL_NAME}"), timeout=2)
     states = [s["state"] for s in r.json().get("model_version_status", [])]
     return r.status_code == 200 and bool(states) and all(s == "AVAILABLE" for s in states)

@@ -7,13 +7,12 @@ from typing import Any
 
 import httpx
 
-from mnist_serving.spec import ONNX_MODEL_NAME, TORCH_MODEL_NAME
+from mnist_serving.ports import local_url
 from serving.native.process import ManagedProcess
 from serving.native.settings import ServingPorts
 from serving.torchserve.build_mar import build
 from serving.torchserve.config import CONFIG, torchserve_argv, write_config
-
-MODELS = (TORCH_MODEL_NAME, ONNX_MODEL_NAME)
+from serving.torchserve.ready import MODELS, all_ready
 
 
 def launcher(
@@ -27,9 +26,9 @@ def launcher(
     tmp = run_dir / "tmp"  # TorchServe's pid file and unpacked archives stay in the run folder
     tmp.mkdir(parents=True, exist_ok=True)
     env = {
-        "TS_INFERENCE_ADDRESS": f"http://127.0.0.1:{ports.torchserve_inference}",
-        "TS_MANAGEMENT_ADDRESS": f"http://127.0.0.1:{ports.torchserve_management}",
-        "TS_METRICS_ADDRESS": f"http://127.0.0.1:{ports.torchserve_metrics}",
+        "TS_INFERENCE_ADDRESS": local_url(ports.torchserve_inference),
+        "TS_MANAGEMENT_ADDRESS": local_url(ports.torchserve_management),
+        "TS_METRICS_ADDRESS": local_url(ports.torchserve_metrics),
         "TS_GRPC_INFERENCE_PORT": str(ports.torchserve_grpc_inference),
         "TS_GRPC_MANAGEMENT_PORT": str(ports.torchserve_grpc_management),
         "OMP_NUM_THREADS": "1",  # one worker per model on a small CPU; more threads only contend
@@ -44,20 +43,13 @@ def launcher(
 
 def describe(ports: ServingPorts, name: str, timeout: float = 2.0) -> list[dict[str, Any]] | None:
     """The management API's description of model ``name`` (one entry per version); None if not there."""
-    r = httpx.get(f"http://127.0.0.1:{ports.torchserve_management}/models/{name}", timeout=timeout)
+    r = httpx.get(local_url(ports.torchserve_management, f"/models/{name}"), timeout=timeout)
     return r.json() if r.status_code == 200 else None
 
 
 def ready(ports: ServingPorts) -> bool:
-    """Every model has a READY worker (``/ping`` says Healthy before workers are up)."""
-    for name in MODELS:
-        entries = describe(ports, name)
-        if entries is None:
-            return False
-        workers = [w for entry in entries for w in entry.get("workers", [])]
-        if not workers or any(w.get("status") != "READY" for w in workers):
-            return False
-    return True
+    """Every worker of every model READY: the one rule of serving/torchserve/ready.py."""
+    return all_ready(lambda name: describe(ports, name))
 
 
 def batching(ports: ServingPorts) -> dict[str, dict[str, int]]:

@@ -76,6 +76,7 @@ async def serve(args: argparse.Namespace) -> None:
     from serving.tfserving_standin.manager import ModelManager
     from serving.tfserving_standin.rest import build_app
 
+    require_gpu()
     model_config = (
         configs.load_model_config(args.model_config_file)
         if args.model_config_file
@@ -118,6 +119,23 @@ async def serve(args: argparse.Namespace) -> None:
         await rest_task
     await grpc_server.stop(grace=1)
     manager.close()
+
+
+def require_gpu() -> None:
+    """With REQUIRE_GPU=1 (every GPU deployment sets it) refuse to serve unless TensorFlow sees a GPU."""
+    from mnist_serving.spec import REQUIRE_GPU_ENV
+
+    if os.environ.get(REQUIRE_GPU_ENV, "").strip().lower() not in ("1", "true", "yes"):
+        return
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        raise ValueError(
+            f"{REQUIRE_GPU_ENV}=1 but TensorFlow sees no GPU (tensorflow {tf.__version__}, built with CUDA: "
+            f"{tf.test.is_built_with_cuda()}): refusing to serve on the CPU"
+        )
+    log.info("GPU required and present: %s", ", ".join(g.name for g in gpus))
 
 
 def _bind(host: str, port: int) -> socket.socket:

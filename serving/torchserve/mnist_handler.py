@@ -22,19 +22,37 @@ try:  # packed beside this file in the .mar (``--extra-files``)
         MAX_ROWS_PER_REQUEST,
         NUM_CLASSES,
         OUTPUT_NAME,
+        REQUIRE_GPU_ENV,
+        TORCHSERVE_TENSOR_INPUT,
     )
 except ImportError:  # imported from the repository (tests, tooling)
-    from mnist_serving.spec import INPUT_DIM, INPUT_NAME, MAX_ROWS_PER_REQUEST, NUM_CLASSES, OUTPUT_NAME
+    from mnist_serving.spec import (
+        INPUT_DIM,
+        INPUT_NAME,
+        MAX_ROWS_PER_REQUEST,
+        NUM_CLASSES,
+        OUTPUT_NAME,
+        REQUIRE_GPU_ENV,
+        TORCHSERVE_TENSOR_INPUT,
+    )
 
 log = logging.getLogger(__name__)
 
 # A request input with this name holds the rows as little-endian float32 bytes (the gateway's gRPC
 # client sends it), and its answer is the probabilities the same way: no JSON on either side.
-TENSOR_INPUT = "tensor"
+TENSOR_INPUT = TORCHSERVE_TENSOR_INPUT
 
 
 class BadRequest(ValueError):
     pass
+
+
+class GPURequired(RuntimeError):
+    """REQUIRE_GPU is set and the model would run on the CPU: the worker must not become READY."""
+
+
+def gpu_required() -> bool:
+    return os.environ.get(REQUIRE_GPU_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
 def parse_rows(payload: Any) -> np.ndarray:
@@ -85,6 +103,26 @@ def parse_tensor(payload: Any) -> np.ndarray:
     return rows
 
 
+# Warm-up before the worker reports READY: every forward-pass size it can see, in powers of two up to
+# the row limit (TorchServe concatenates a batch's rows, so a pass holds 1 .. MAX_ROWS_PER_REQUEST
+# rows and more with several requests), each run a few times. TorchScript's profiling executor
+# specialises and optimises the graph over its first runs, and CUDA initialises its context and
+# kernels lazily: without this the first user requests paid ~40 ms on this CPU machine and ~100 ms
+# on an H200 (shared/gpu/h200-2026-11-28). TF Serving does the same with the warmup records in the
+# SavedModel's assets.extra (training/keras_model.py writes them; the stand-in replays them too).
+WARMUP_RUNS = 3
+
+
+def warmup_sizes(batch_size: int) -> list[int]:
+    """Forward-pass sizes to warm: powers of two up to the largest pass, and that largest pass."""
+    largest = max(1, batch_size) * MAX_ROWS_PER_REQUEST
+    sizes, n = [], 1
+    while n < largest:
+        sizes.append(n)
+        n *= 2
+    return [*sizes, largest]
+
+
 class MnistHandler:
     def __init__(self) -> None:
         self.initialized = False
@@ -100,6 +138,12 @@ class MnistHandler:
         path = os.path.join(model_dir, serialized)
         gpu_id = props.get("gpu_id")
         use_cuda = torch.cuda.is_available() and gpu_id is not None
+        if gpu_required() and not use_cuda:
+            raise GPURequired(
+                f"{REQUIRE_GPU_ENV}=1 but {serialized} would run on the CPU: torch.cuda.is_available() is "
+                f"{torch.cuda.is_available()}, TorchServe assigned gpu_id {gpu_id} (check the NVIDIA driver, "
+                "the container runtime and number_of_gpu)"
+            )
         threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
         if threads:
             torch.set_num_threads(threads)
@@ -114,8 +158,20 @@ class MnistHandler:
                     return module(torch.from_numpy(rows).to(self.device)).cpu().numpy()
 
             self._predict = run
-        log.info("loaded %s on %s", serialized, self.device)
+        seconds = self.warm_up(int(props.get("batch_size") or 1))
+        log.info("loaded %s on %s; warmed up in %.0f ms", serialized, self.device, seconds * 1000)
         self.initialized = True
+
+    def warm_up(self, batch_size: int) -> float:
+        """Run every forward-pass size WARMUP_RUNS times on the model's device; returns the seconds taken."""
+        import time
+
+        start = time.perf_counter()
+        for n in warmup_sizes(batch_size):
+            rows = np.zeros((n, INPUT_DIM), dtype=np.float32)
+            for _ in range(WARMUP_RUNS):
+                self._predict(rows)
+        return time.perf_counter() - start
 
     def _onnx(self, path: str, use_cuda: bool, gpu_id: Any, threads: int) -> Any:
         import onnxruntime as ort
@@ -126,9 +182,19 @@ class MnistHandler:
             options.inter_op_num_threads = 1
         providers: list[Any] = ["CPUExecutionProvider"]
         if use_cuda and "CUDAExecutionProvider" in ort.get_available_providers():
+            if hasattr(ort, "preload_dlls"):  # load CUDA and cuDNN from the nvidia-* wheels torch brought
+                ort.preload_dlls()
             providers.insert(0, ("CUDAExecutionProvider", {"device_id": int(gpu_id)}))
         session = ort.InferenceSession(path, options, providers=providers)
         self.device = session.get_providers()[0]
+        # The session's first provider is the one that loaded: get_available_providers() lists CUDA
+        # even when its libraries (CUDA, cuDNN of the right majors) cannot load, and ORT falls back.
+        if gpu_required() and self.device != "CUDAExecutionProvider":
+            raise GPURequired(
+                f"{REQUIRE_GPU_ENV}=1 but ONNX Runtime's session runs on {self.device} (available: "
+                f"{', '.join(ort.get_available_providers())}; onnxruntime-gpu needs the CUDA and cuDNN majors it was "
+                "built for)"
+            )
 
         def run(rows: np.ndarray) -> np.ndarray:
             return session.run([OUTPUT_NAME], {INPUT_NAME: rows})[0]
@@ -172,6 +238,8 @@ class MnistHandler:
             context.set_response_content_type(i, "application/octet-stream" if ok_binary else "application/json")
             # How many requests shared this forward pass: makes server-side batching observable.
             context.set_response_header(i, "X-Batch-Requests", str(len(data)))
+            # Where the model ran (cpu, cuda:0, or ONNX Runtime's provider): a GPU run can show it used one.
+            context.set_response_header(i, "X-Model-Device", self.device)
         return responses
 
 

@@ -20,6 +20,7 @@ RENDERED = {
     "gpu-operator": REPO / "k8s/overlays/gpu-operator",
     "cpu-prometheus": REPO / "k8s/overlays/cpu-prometheus",
     "kserve": REPO / "k8s/kserve",
+    "kserve-gpu": REPO / "k8s/kserve-gpu",
     "load-test": REPO / "k8s/load-test",
 }
 

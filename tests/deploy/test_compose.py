@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from mnist_serving import spec
 from tests.deploy.conftest import compose
 
 BASE = "docker-compose.yml"
 GPU = "docker-compose.gpu.yml"
+REQUIRE_GPU_ENV = spec.REQUIRE_GPU_ENV
 STANDIN = "docker-compose.standin.yml"
 SERVERS = ("tfserving", "torchserve")
 
@@ -15,7 +17,7 @@ def test_base_services_healthchecks_mean_model_ready() -> None:
     assert set(services) == {"tfserving", "torchserve", "gateway"}  # the load profile is opt-in
     assert "AVAILABLE" in " ".join(services["tfserving"]["healthcheck"]["test"])
     ts_check = " ".join(services["torchserve"]["healthcheck"]["test"])
-    assert "READY" in ts_check and "mnist_onnx" in ts_check and "/ping" not in ts_check
+    assert ts_check == "CMD python -m serving.torchserve.ready"  # every worker READY; /ping is Healthy earlier
     assert "/readyz" in " ".join(services["gateway"]["healthcheck"]["test"])
 
 
@@ -37,11 +39,20 @@ def test_gpu_override_reserves_nvidia_devices_and_switches_images() -> None:
     services = compose(BASE, GPU)["services"]
     for name in SERVERS:
         devices = services[name]["deploy"]["resources"]["reservations"]["devices"]
-        assert devices == [{"capabilities": ["gpu"], "driver": "nvidia", "count": 1}]
-        assert services[name]["image"].endswith("-gpu")
+        # One device each, GPU 0 unless TFSERVING_GPU / TORCHSERVE_GPU pick another (two GPUs: one each).
+        assert devices == [{"capabilities": ["gpu"], "driver": "nvidia", "device_ids": ["0"]}]
+        assert services[name]["image"].split(":")[0].endswith("-gpu")  # the GPU overlays' names too
     assert services["tfserving"]["build"]["args"]["TFSERVING_IMAGE"].endswith("-gpu")
     assert services["torchserve"]["build"]["args"]["VARIANT"] == "gpu"
     assert "deploy" not in services["gateway"]
+    for name in SERVERS:  # a server that would compute on the CPU refuses to start
+        assert services[name]["environment"][REQUIRE_GPU_ENV] == "1", name
+        assert services[name]["environment"]["CUDA_CACHE_PATH"].startswith("/tmp/")  # /tmp is the writable tmpfs
+    tf_env = services["tfserving"]["environment"]
+    assert tf_env["TF_FORCE_GPU_ALLOW_GROWTH"] == "true" and tf_env["NVIDIA_TF32_OVERRIDE"] == "0"
+    assert services["torchserve"]["environment"]["TS_NUMBER_OF_GPU"] == "1"
+    assert "nvidia-smi -L" in " ".join(services["tfserving"]["healthcheck"]["test"])
+    assert REQUIRE_GPU_ENV not in compose(BASE)["services"]["torchserve"].get("environment", {})
 
 
 def test_load_profile_runs_locust_master_and_workers_into_a_mounted_folder() -> None:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
+from mnist_serving.ports import local_url
 from tests.conftest import REPO
 
 MONITORING = REPO / "k8s/components"
@@ -76,13 +77,13 @@ def exported(serving_stack) -> set[str]:
     row = {"instances": [np.linspace(0, 1, 784).round(4).tolist()]}
     with httpx.Client(timeout=30) as http:
         for backend in ("tfserving", "torchserve"):
-            r = http.post(f"http://127.0.0.1:{p.gateway}/v1/predict", params={"backend": backend}, json=row)
+            r = http.post(local_url(p.gateway, "/v1/predict"), params={"backend": backend}, json=row)
             assert r.status_code == 200, r.text
         names = set()
         for url in (
-            f"http://127.0.0.1:{p.tfserving_rest}/monitoring/prometheus/metrics",
-            f"http://127.0.0.1:{p.torchserve_metrics}/metrics",
-            f"http://127.0.0.1:{p.gateway}/metrics",
+            local_url(p.tfserving_rest, "/monitoring/prometheus/metrics"),
+            local_url(p.torchserve_metrics, "/metrics"),
+            local_url(p.gateway, "/metrics"),
         ):
             text = http.get(url).text
             names |= _sample_names(text)

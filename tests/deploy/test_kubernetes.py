@@ -12,7 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from mnist_serving import spec
+from mnist_serving import spec as contract
 from mnist_serving.spec import K8S_NAMESPACE
 from tests.conftest import REPO
 from tests.deploy.conftest import RENDERED, render_dir
@@ -212,7 +212,7 @@ def test_readiness_means_the_model_is_loaded(rendered: dict[str, Objects]) -> No
     ):
         pods = _pods(rendered[variant])
         assert "AVAILABLE" in str(_main_container(pods[names["tfserving"]])["readinessProbe"])
-        assert "READY" in str(_main_container(pods[names["torchserve"]])["readinessProbe"])
+        assert "serving.torchserve.ready" in str(_main_container(pods[names["torchserve"]])["readinessProbe"])
     deps = _kind(rendered["cpu"], "Deployment")
     assert set(deps) == {"tfserving", "torchserve", "gateway"}
     assert "/readyz" in str(_main_container(deps["gateway"]["spec"]["template"]["spec"])["readinessProbe"])
@@ -235,6 +235,26 @@ def test_the_base_sets_no_images_and_every_overlay_sets_all_it_uses() -> None:
         assert all(i["newName"] and i["newTag"] for i in k["images"])
 
 
+def test_gpu_image_names_agree_everywhere(rendered: dict[str, Objects]) -> None:
+    """The GPU overlays, KServe's GPU variant, the compose GPU override and `make k8s-images` all name
+    the same GPU images."""
+    from containers import images
+    from tests.deploy.conftest import compose
+
+    want = {s: images.IMAGES[s].repository("", gpu=True) for s in SERVERS}
+    services = compose("docker-compose.yml", "docker-compose.gpu.yml")["services"]
+    for server in SERVERS:
+        assert services[server]["image"].split(":")[0] == want[server]
+    for name in ("gpu", "gpu-operator", "kserve-gpu"):
+        used = {_main_container(p)["image"].split(":")[0] for p in _pods(rendered[name]).values()}
+        assert set(want.values()) <= used, name
+    for overlay in ("gpu", "gpu-operator", "kserve-gpu"):  # make k8s-images OVERLAY=... accepts each
+        folder, gpu = images.OVERLAYS[overlay]
+        assert gpu and set(images.used_images(folder / "kustomization.yaml")) >= {
+            images.IMAGES[s].name for s in SERVERS
+        }
+
+
 def test_gpu_overlay_uses_its_own_model_server_images(rendered: dict[str, Objects]) -> None:
     def images(name: str) -> dict[str, str]:
         return {n: _main_container(p)["image"] for n, p in _pods(rendered[name]).items()}
@@ -246,6 +266,30 @@ def test_gpu_overlay_uses_its_own_model_server_images(rendered: dict[str, Object
 
 
 # ---- GPUs ----------------------------------------------------------------------------------------
+
+
+GPU_PODS = {"gpu": SERVERS, "gpu-operator": SERVERS, "kserve-gpu": ("mnist-tfserving", "mnist-torchserve")}
+
+
+@pytest.mark.parametrize("name", sorted(GPU_PODS))
+def test_gpu_model_servers_refuse_to_compute_on_the_cpu(rendered: dict[str, Objects], name: str) -> None:
+    pods = _pods(rendered[name])
+    for server in GPU_PODS[name]:
+        container = _main_container(pods[server])
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        assert env.get(contract.REQUIRE_GPU_ENV) == "1", (name, server)
+        assert env["CUDA_CACHE_PATH"].startswith("/tmp/")  # /tmp is an emptyDir: writable
+        assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+        # Host memory for a CUDA context plus cuDNN and cuBLAS.
+        assert container["resources"]["limits"]["memory"] in ("6Gi", "8Gi"), (name, server)
+        if "tfserving" in server:
+            assert env["TF_FORCE_GPU_ALLOW_GROWTH"] == "true" and env["NVIDIA_TF32_OVERRIDE"] == "0"
+            probe = " ".join(container["readinessProbe"]["exec"]["command"])
+            assert "AVAILABLE" in probe and "nvidia-smi -L" in probe  # the real server ignores REQUIRE_GPU
+        else:
+            assert env["TS_NUMBER_OF_GPU"] == "1"
+    cpu_env = _main_container(_pods(rendered["cpu"])["torchserve"]).get("env", [])
+    assert contract.REQUIRE_GPU_ENV not in {e["name"] for e in cpu_env}
 
 
 def test_gpu_pods_are_scheduled_by_their_limit_not_a_hard_node_label(rendered: dict[str, Objects]) -> None:
@@ -271,6 +315,14 @@ def test_gpu_rollouts_need_no_spare_gpu_and_scaling_is_capped(rendered: dict[str
         strategy = deps[server]["spec"]["strategy"]
         assert strategy.get("type") == "Recreate" or strategy["rollingUpdate"]["maxSurge"] == 0
         assert hpas[server]["spec"]["maxReplicas"] <= 2
+        # Never the last replica: a rollout or drain takes one of two down, the other serves.
+        assert hpas[server]["spec"]["minReplicas"] >= 2 and strategy["rollingUpdate"]["maxUnavailable"] == 1
+        # Scaled on queue latency (prometheus-adapter), not on the CPU of a GPU pod.
+        assert all(
+            m["type"] == "Pods" and "latency" in m["pods"]["metric"]["name"] for m in hpas[server]["spec"]["metrics"]
+        )
+    for isvc in _kind(rendered["kserve-gpu"], "InferenceService").values():
+        assert isvc["spec"]["predictor"]["minReplicas"] == isvc["spec"]["predictor"]["maxReplicas"] == 2
     assert deps["gateway"]["spec"]["strategy"]["rollingUpdate"]["maxSurge"] == 1  # no GPU: surge is fine
 
 
@@ -298,7 +350,9 @@ def _mebibytes(size: str) -> float:
 
 def test_ingress_admits_what_the_gateway_accepts_and_hides_metrics(rendered: dict[str, Objects]) -> None:
     (ingress,) = _kind(rendered["cpu"], "Ingress").values()
-    largest = max(spec.MAX_JSON_BODY_BYTES, spec.MAX_IMAGE_BYTES + 64 * 1024)  # the gateway's defaults + multipart
+    largest = max(
+        contract.MAX_JSON_BODY_BYTES, contract.MAX_IMAGE_BYTES + 64 * 1024
+    )  # the gateway's defaults + multipart
     body = _mebibytes(ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"])
     assert largest / 2**20 <= body <= largest / 2**20 + 2
     assert ingress["spec"]["tls"][0]["secretName"] and ingress["spec"]["tls"][0]["hosts"]

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mnist_serving.ports import local_url
 from serving.native.stack import ServingStack
 
 
 @pytest.fixture(scope="session")
 def gw_url(serving_stack: ServingStack) -> str:
-    return f"http://127.0.0.1:{serving_stack.ports.gateway}"
+    return local_url(serving_stack.ports.gateway)
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from gateway.app.core.config import Settings
 from gateway.app.main import create_app
+from mnist_serving.ports import local_url
 from serving.native.process import free_ports
 
 
@@ -34,7 +35,7 @@ def serve_in_thread(app: Any) -> Iterator[str]:
             raise RuntimeError("server did not start")
         time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield local_url(port)
     finally:
         server.should_exit = True
         thread.join(10)

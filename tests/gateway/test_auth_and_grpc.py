@@ -6,13 +6,14 @@ import httpx
 import numpy as np
 import pytest
 
+from mnist_serving.ports import local_address, local_url
 from tests.gateway.helpers import gateway
 
 ROW = [0.0] * 784
 
 
 def test_api_keys(serving_stack) -> None:
-    tf = f"http://127.0.0.1:{serving_stack.ports.tfserving_rest}"
+    tf = local_url(serving_stack.ports.tfserving_rest)
     with gateway(tfserving_url=tf, api_keys="k1, k2") as gw:
         url = f"{gw}/v1/predict"
         assert httpx.post(url, json={"instances": [ROW]}).status_code == 401
@@ -26,11 +27,11 @@ def test_api_keys(serving_stack) -> None:
 def test_grpc_clients_match_rest(serving_stack, digits, backend: str) -> None:
     p = serving_stack.ports
     common = dict(
-        tfserving_url=f"http://127.0.0.1:{p.tfserving_rest}",
-        tfserving_grpc_address=f"127.0.0.1:{p.tfserving_grpc}",
-        torchserve_url=f"http://127.0.0.1:{p.torchserve_inference}",
-        torchserve_management_url=f"http://127.0.0.1:{p.torchserve_management}",
-        torchserve_grpc_address=f"127.0.0.1:{p.torchserve_grpc_inference}",
+        tfserving_url=local_url(p.tfserving_rest),
+        tfserving_grpc_address=local_address(p.tfserving_grpc),
+        torchserve_url=local_url(p.torchserve_inference),
+        torchserve_management_url=local_url(p.torchserve_management),
+        torchserve_grpc_address=local_address(p.torchserve_grpc_inference),
     )
     body = {"instances": digits[0][:40].tolist()}  # more than one chunk
     with (
@@ -49,9 +50,9 @@ def test_grpc_clients_match_rest(serving_stack, digits, backend: str) -> None:
 def test_grpc_bad_request_is_passed_on(serving_stack) -> None:
     p = serving_stack.ports
     with gateway(
-        tfserving_grpc_address=f"127.0.0.1:{p.tfserving_grpc}",
+        tfserving_grpc_address=local_address(p.tfserving_grpc),
         tfserving_protocol="grpc",
-        tfserving_url=f"http://127.0.0.1:{p.tfserving_rest}",
+        tfserving_url=local_url(p.tfserving_rest),
         tfserving_model="nope",
     ) as gw:
         r = httpx.post(f"{gw}/v1/predict", params={"backend": "tfserving"}, json={"instances": [ROW]})

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from mnist_serving.ports import local_url
 from serving.native.process import free_ports
 from tests.gateway.helpers import FakeBackend, gateway, serve_in_thread
 
@@ -51,7 +52,7 @@ def test_misbehaving_backend(fake, mode: str, status: int, kind: str) -> None:
 
 def test_refused_connection_is_503_and_retried_once(fake) -> None:
     (dead_port,) = free_ports(1)
-    with gateway(tfserving_url=f"http://127.0.0.1:{dead_port}", backend_timeout_s=TIMEOUT_S) as gw:
+    with gateway(tfserving_url=local_url(dead_port), backend_timeout_s=TIMEOUT_S) as gw:
         r, elapsed = _predict(gw)
         assert r.status_code == 503 and "cannot reach" in r.json()["error"]["message"]
         assert elapsed < 1.0
@@ -62,8 +63,8 @@ def test_refused_connection_is_503_and_retried_once(fake) -> None:
 def test_auto_falls_back_to_the_other_server(fake, serving_stack) -> None:
     backend, url = fake
     backend.mode = "500"
-    ts = f"http://127.0.0.1:{serving_stack.ports.torchserve_inference}"
-    mgmt = f"http://127.0.0.1:{serving_stack.ports.torchserve_management}"
+    ts = local_url(serving_stack.ports.torchserve_inference)
+    mgmt = local_url(serving_stack.ports.torchserve_management)
     with gateway(
         tfserving_url=url, torchserve_url=ts, torchserve_management_url=mgmt, backend_timeout_s=TIMEOUT_S
     ) as gw:
@@ -72,7 +73,7 @@ def test_auto_falls_back_to_the_other_server(fake, serving_stack) -> None:
         assert r.json()["backend"] == "torchserve" and r.json()["fallback_from"] == "tfserving"
         (dead_port,) = free_ports(1)
     with gateway(
-        tfserving_url=f"http://127.0.0.1:{dead_port}",
+        tfserving_url=local_url(dead_port),
         torchserve_url=ts,
         torchserve_management_url=mgmt,
         backend_timeout_s=TIMEOUT_S,
@@ -102,11 +103,9 @@ def test_circuit_breaker_opens_and_probes_back(fake) -> None:
 
 def test_compare_reports_the_dead_backend_and_answers_with_the_other(fake, serving_stack) -> None:
     (dead_port,) = free_ports(1)
-    ts = f"http://127.0.0.1:{serving_stack.ports.torchserve_inference}"
-    mgmt = f"http://127.0.0.1:{serving_stack.ports.torchserve_management}"
-    with gateway(
-        tfserving_url=f"http://127.0.0.1:{dead_port}", torchserve_url=ts, torchserve_management_url=mgmt
-    ) as gw:
+    ts = local_url(serving_stack.ports.torchserve_inference)
+    mgmt = local_url(serving_stack.ports.torchserve_management)
+    with gateway(tfserving_url=local_url(dead_port), torchserve_url=ts, torchserve_management_url=mgmt) as gw:
         r = httpx.post(f"{gw}/v1/compare", json={"instances": [ROW]}, timeout=10)
         assert r.status_code == 200
         body = r.json()
@@ -117,7 +116,7 @@ def test_compare_reports_the_dead_backend_and_answers_with_the_other(fake, servi
 
 
 def test_readyz_is_503_when_nothing_is_up() -> None:
-    dead = [f"http://127.0.0.1:{p}" for p in free_ports(2)]
+    dead = [local_url(p) for p in free_ports(2)]
     with gateway(tfserving_url=dead[0], torchserve_url=dead[1], torchserve_management_url=dead[1]) as gw:
         assert httpx.get(f"{gw}/readyz").status_code == 503
         assert httpx.get(f"{gw}/healthz").status_code == 200

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from gateway.app.clients.http1 import ConnectError, HTTPPool, Timeout, TransportError
+from mnist_serving.ports import local_url
 from serving.native.process import free_ports
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
@@ -51,7 +52,7 @@ def _run(coro: Coroutine[Any, Any, None]) -> None:
 def test_keep_alive_reuses_one_connection() -> None:
     async def main() -> None:
         server, conns, port = await _server(lambda _: OK)
-        pool = HTTPPool(f"http://127.0.0.1:{port}")
+        pool = HTTPPool(local_url(port))
         head = pool.head("POST", "/x")
         for _ in range(5):
             r = await pool.request(head, b'{"a": 1}', timeout=2)
@@ -66,7 +67,7 @@ def test_keep_alive_reuses_one_connection() -> None:
 def test_a_connection_the_server_closed_is_not_reused() -> None:
     async def main() -> None:
         server, conns, port = await _server(lambda _: OK, close_after=True)
-        pool = HTTPPool(f"http://127.0.0.1:{port}")
+        pool = HTTPPool(local_url(port))
         head = pool.head("GET", "/x", content_type=None)
         for _ in range(3):
             assert (await pool.request(head, None, timeout=2)).status == 200
@@ -82,7 +83,7 @@ def test_connection_close_header_is_honoured() -> None:
 
     async def main() -> None:
         server, conns, port = await _server(lambda _: reply)
-        pool = HTTPPool(f"http://127.0.0.1:{port}")
+        pool = HTTPPool(local_url(port))
         head = pool.head("GET", "/x", content_type=None)
         for _ in range(2):
             assert (await pool.request(head, None, timeout=2)).body == b"{}"
@@ -101,7 +102,7 @@ def test_timeout_closes_the_connection() -> None:
 
     async def main() -> None:
         server, conns, port = await _server(answer)
-        pool = HTTPPool(f"http://127.0.0.1:{port}")
+        pool = HTTPPool(local_url(port))
         head = pool.head("GET", "/x", content_type=None)
         with pytest.raises(Timeout):
             await pool.request(head, None, timeout=0.2)
@@ -122,7 +123,7 @@ def test_timeout_closes_the_connection() -> None:
 def test_broken_answers_are_transport_errors(reply: bytes, error: type[Exception]) -> None:
     async def main() -> None:
         server, _, port = await _server(lambda _: reply, close_after=True)
-        pool = HTTPPool(f"http://127.0.0.1:{port}")
+        pool = HTTPPool(local_url(port))
         with pytest.raises(error):
             await pool.request(pool.head("GET", "/x", content_type=None), None, timeout=2)
         server.close()
@@ -135,7 +136,7 @@ def test_chunked_body_is_decoded() -> None:
 
     async def main() -> None:
         server, _, port = await _server(lambda _: reply)
-        pool = HTTPPool(f"http://127.0.0.1:{port}")
+        pool = HTTPPool(local_url(port))
         assert (await pool.request(pool.head("GET", "/x", content_type=None), None, timeout=2)).body == b'{"a": 1}'
         server.close()
 
@@ -146,7 +147,7 @@ def test_refused_is_a_connect_error() -> None:
     (port,) = free_ports(1)
 
     async def main() -> None:
-        pool = HTTPPool(f"http://127.0.0.1:{port}")
+        pool = HTTPPool(local_url(port))
         with pytest.raises(ConnectError, match="cannot reach"):
             await pool.request(pool.head("GET", "/x", content_type=None), None, timeout=2)
 
@@ -177,7 +178,7 @@ def test_at_most_size_requests_in_flight_and_the_rest_wait() -> None:
                 await writer.drain()
 
         server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        pool = HTTPPool(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", size=3)
+        pool = HTTPPool(local_url(server.sockets[0].getsockname()[1]), size=3)
         head = pool.head("GET", "/x", content_type=None)
         calls = [asyncio.create_task(pool.request(head, None, timeout=5)) for _ in range(12)]
         calls[5].cancel()  # a waiting caller that gives up does not leak its slot

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from mnist_serving.ports import local_url
 from serving.native.process import free_ports
 from tests.conftest import REPO
 from tests.gateway.helpers import gateway
@@ -128,9 +129,9 @@ def test_page_works_with_one_backend_stopped(browser, serving_stack) -> None:
     (dead,) = free_ports(1)
     p = serving_stack.ports
     with gateway(
-        tfserving_url=f"http://127.0.0.1:{dead}",
-        torchserve_url=f"http://127.0.0.1:{p.torchserve_inference}",
-        torchserve_management_url=f"http://127.0.0.1:{p.torchserve_management}",
+        tfserving_url=local_url(dead),
+        torchserve_url=local_url(p.torchserve_inference),
+        torchserve_management_url=local_url(p.torchserve_management),
     ) as url:
         _predict(browser, url)
         tf, ts = _card(browser, "tfserving"), _card(browser, "torchserve")

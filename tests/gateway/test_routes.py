@@ -6,6 +6,7 @@ import httpx
 import numpy as np
 import pytest
 
+from mnist_serving.ports import local_url
 from tests.gateway.conftest import png_bytes
 
 BACKENDS = ["tfserving", "torchserve", "torchserve-onnx"]
@@ -31,9 +32,9 @@ def test_predict_each_backend_matches_direct_server(
     assert (np.asarray(body["labels"]) == labels[:10]).mean() >= 0.8
     p = serving_stack.ports
     direct = {
-        "tfserving": f"http://127.0.0.1:{p.tfserving_rest}/v1/models/mnist:predict",
-        "torchserve": f"http://127.0.0.1:{p.torchserve_inference}/predictions/mnist",
-        "torchserve-onnx": f"http://127.0.0.1:{p.torchserve_inference}/predictions/mnist_onnx",
+        "tfserving": local_url(p.tfserving_rest, "/v1/models/mnist:predict"),
+        "torchserve": local_url(p.torchserve_inference, "/predictions/mnist"),
+        "torchserve-onnx": local_url(p.torchserve_inference, "/predictions/mnist_onnx"),
     }[backend]
     expected = np.asarray(gw.post(direct, json={"instances": rows[:10].tolist()}).json()["predictions"])
     np.testing.assert_allclose(probs, expected, atol=1e-6)

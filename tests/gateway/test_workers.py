@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import psutil
 
+from mnist_serving.ports import local_url
 from serving.native.process import free_ports
 from tests.conftest import REPO
 
@@ -31,11 +32,11 @@ def test_two_workers_share_one_port_and_one_metrics_view(serving_stack, tmp_path
         **os.environ,
         "GATEWAY_PORT": str(port),
         "GATEWAY_WORKERS": "2",
-        "GATEWAY_TFSERVING_URL": f"http://127.0.0.1:{serving_stack.ports.tfserving_rest}",
+        "GATEWAY_TFSERVING_URL": local_url(serving_stack.ports.tfserving_rest),
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
     }
     proc = subprocess.Popen([sys.executable, "-m", "gateway.app"], cwd=REPO, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    url = local_url(port)
     try:
         deadline = time.monotonic() + 60
         while True:

@@ -7,6 +7,7 @@ import httpx
 import numpy as np
 import pytest
 
+from mnist_serving.ports import local_url
 from serving.native.stack import ServingStack
 
 
@@ -17,12 +18,12 @@ def stack(serving_stack: ServingStack) -> ServingStack:
 
 @pytest.fixture(scope="session")
 def tf_url(stack: ServingStack) -> str:
-    return f"http://127.0.0.1:{stack.ports.tfserving_rest}"
+    return local_url(stack.ports.tfserving_rest)
 
 
 @pytest.fixture(scope="session")
 def ts_url(stack: ServingStack) -> str:
-    return f"http://127.0.0.1:{stack.ports.torchserve_inference}"
+    return local_url(stack.ports.torchserve_inference)
 
 
 @pytest.fixture(scope="session")

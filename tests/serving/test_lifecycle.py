@@ -12,6 +12,7 @@ import httpx
 import psutil
 import pytest
 
+from mnist_serving.ports import local_url
 from serving.native.process import StartError
 from serving.native.settings import ServingPorts
 from serving.native.stack import ServingStack
@@ -37,7 +38,7 @@ def test_start_stop_twice_leaves_no_process(artifacts: Path, tmp_path: Path, mon
             tree = _tree(stack)
             assert any("java" in " ".join(p.cmdline()) for p in tree), "TorchServe's JVM not found"
             r = httpx.post(
-                f"http://127.0.0.1:{ports.torchserve_inference}/predictions/mnist",
+                local_url(ports.torchserve_inference, "/predictions/mnist"),
                 json={"instances": [[0.0] * 784]},
                 timeout=10,
             )

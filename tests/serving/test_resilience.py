@@ -21,6 +21,7 @@ import httpx
 import psutil
 import pytest
 
+from mnist_serving.ports import local_url
 from serving.native.settings import ServingPorts
 from tests.conftest import REPO
 
@@ -60,7 +61,7 @@ class NativeStack:
         raise AssertionError("process not found")
 
     def predict(self, backend: str) -> httpx.Response:
-        url = f"http://127.0.0.1:{self.ports.gateway}/v1/predict?backend={backend}"
+        url = local_url(self.ports.gateway, f"/v1/predict?backend={backend}")
         return httpx.post(url, json=ROW, timeout=10)
 
 
@@ -108,7 +109,7 @@ def _eventually(check: Callable[[], bool], timeout: float = RECOVERY_TIMEOUT_S) 
 
 
 def _backend_ready(stack: NativeStack, name: str) -> bool:
-    r = httpx.get(f"http://127.0.0.1:{stack.ports.gateway}/v1/backends", timeout=5)
+    r = httpx.get(local_url(stack.ports.gateway, "/v1/backends"), timeout=5)
     return next(b["ready"] for b in r.json()["backends"] if b["name"] == name)
 
 
@@ -122,7 +123,7 @@ def _expect_down_then_fallback(stack: NativeStack, down: str, other: str) -> Non
     auto = stack.predict("auto")
     assert auto.status_code == 200, auto.text
     assert auto.json()["backend"] != down
-    ready = httpx.get(f"http://127.0.0.1:{stack.ports.gateway}/readyz", timeout=5)
+    ready = httpx.get(local_url(stack.ports.gateway, "/readyz"), timeout=5)
     assert ready.status_code == 200  # the other backend is still ready
 
 

@@ -16,13 +16,14 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from mnist_serving.ports import local_address
 from tests.training.test_artifacts import session_predict
 from training.train import artifact_paths
 
 
 @pytest.fixture(scope="module")
 def channel(stack) -> Iterator[grpc.Channel]:
-    with grpc.insecure_channel(f"127.0.0.1:{stack.ports.tfserving_grpc}") as ch:
+    with grpc.insecure_channel(local_address(stack.ports.tfserving_grpc)) as ch:
         yield ch
 
 

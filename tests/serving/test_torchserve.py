@@ -11,6 +11,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from mnist_serving.ports import local_url
 from training.train import artifact_paths
 
 MODELS = ["mnist", "mnist_onnx"]
@@ -84,15 +85,45 @@ def test_concurrent_requests_form_batches_and_bad_ones_fail_alone(ts_url: str, r
 
 def test_readiness_is_per_worker(http: httpx.Client, stack) -> None:
     for model in MODELS:
-        (desc,) = http.get(f"http://127.0.0.1:{stack.ports.torchserve_management}/models/{model}").json()
+        (desc,) = http.get(local_url(stack.ports.torchserve_management, f"/models/{model}")).json()
         assert desc["batchSize"] == 32 and [w["status"] for w in desc["workers"]] == ["READY"]
 
 
+def test_the_one_readiness_check_runs_as_the_probes_run_it(stack) -> None:
+    """``python -m serving.torchserve.ready`` (the image's HEALTHCHECK, compose's healthcheck and the
+    Kubernetes and KServe probes): 0 against the running TorchServe, 1 where nothing answers."""
+    import subprocess
+    import sys
+
+    from serving.native.process import free_ports
+    from tests.conftest import REPO
+
+    def run(url: str) -> int:
+        cmd = [sys.executable, "-m", "serving.torchserve.ready", url]
+        return subprocess.run(cmd, cwd=REPO, capture_output=True, timeout=30).returncode
+
+    assert run(local_url(stack.ports.torchserve_management)) == 0
+    assert run(local_url(free_ports(1)[0])) == 1
+
+
+@pytest.mark.parametrize(
+    ("statuses", "ready"),
+    [(["READY"], True), (["READY", "READY"], True), (["READY", "UNLOADING"], False), ([], False), (None, False)],
+)
+def test_every_worker_must_be_ready(statuses: list[str] | None, ready: bool) -> None:
+    from serving.torchserve.ready import MODELS as READY_MODELS
+    from serving.torchserve.ready import every_worker_ready
+
+    entries = None if statuses is None else [{"workers": [{"status": s} for s in statuses]}]
+    assert every_worker_ready(entries) is ready
+    assert list(READY_MODELS) == MODELS
+
+
 def test_model_api_is_off(http: httpx.Client, stack) -> None:
-    r = http.delete(f"http://127.0.0.1:{stack.ports.torchserve_management}/models/mnist")
+    r = http.delete(local_url(stack.ports.torchserve_management, "/models/mnist"))
     assert r.status_code >= 400  # unregistering over HTTP is disabled (enable_model_api=false)
 
 
 def test_prometheus_metrics(http: httpx.Client, stack) -> None:
-    text = http.get(f"http://127.0.0.1:{stack.ports.torchserve_metrics}/metrics").text
+    text = http.get(local_url(stack.ports.torchserve_metrics, "/metrics")).text
     assert "ts_inference_latency_microseconds" in text or "ts_queue_latency_microseconds" in text

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mnist_serving.ports import local_url
 from tests.conftest import REPO
 from training.data import DataError, load_split
 from training.download import fetch
@@ -35,7 +36,7 @@ class _Server:
                 super().do_GET()
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Counting)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.url = local_url(self.httpd.server_address[1])
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
 

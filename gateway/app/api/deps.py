@@ -13,10 +13,9 @@ from typing import Any
 
 from fastapi import Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from starlette.requests import ClientDisconnect
 
 from gateway.app.core.config import Settings
-from gateway.app.core.errors import APIError, too_large
+from gateway.app.core.errors import APIError
 from gateway.app.dataplane import DataPlane
 
 
@@ -47,22 +46,3 @@ def api_key_check(keys: frozenset[str]) -> Callable[..., Coroutine[Any, Any, Non
             raise APIError(401, "unauthorized", "a valid API key is required (Authorization: Bearer or X-API-Key)")
 
     return require_api_key
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refusing more than ``limit`` bytes whether or not Content-Length was sent."""
-    first = await request.receive()
-    if first["type"] == "http.disconnect":
-        raise ClientDisconnect()
-    body: bytes = first.get("body", b"")
-    if not first.get("more_body"):  # the usual case: one message
-        if len(body) > limit:
-            raise too_large("body_too_large", f"request body exceeds {limit} bytes")
-        return body
-    chunks, size = [body], len(body)
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large("body_too_large", f"request body exceeds {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)

@@ -5,14 +5,33 @@ from __future__ import annotations
 import numpy as np
 from fastapi import Request
 from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect
 
-from gateway.app.api.deps import read_body
 from gateway.app.core.config import Settings
 from gateway.app.core.errors import APIError, too_large, unprocessable, unsupported
 from gateway.app.protocol.rows import Instances, decode_request
 from mnist_serving.image import ImageError, decode_image
 
 IMAGE_STATUS = {"unsupported": 415, "too_large": 413, "unprocessable": 422}  # ImageError.problem -> HTTP
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refusing more than ``limit`` bytes whether or not Content-Length was sent."""
+    first = await request.receive()
+    if first["type"] == "http.disconnect":
+        raise ClientDisconnect()
+    body: bytes = first.get("body", b"")
+    if not first.get("more_body"):  # the usual case: one message
+        if len(body) > limit:
+            raise too_large("body_too_large", f"request body exceeds {limit} bytes")
+        return body
+    chunks, size = [body], len(body)
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large("body_too_large", f"request body exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def content_type(request: Request) -> str:

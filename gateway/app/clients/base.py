@@ -8,11 +8,28 @@ from typing import Protocol
 import numpy as np
 
 from gateway.app.clients.http1 import ConnectError, HTTPPool, Response, Timeout, TransportError
+from mnist_serving.spec import NUM_CLASSES
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """Everything one backend client needs. Every client takes exactly this (triton's client shape:
+    one constructor, the same methods, per server and protocol); each reads the fields it uses."""
+
+    name: str  # the routing name: tfserving, torchserve, torchserve-onnx
+    url: str  # REST base URL (TF Serving's REST API also answers a gRPC client's readiness)
+    grpc_address: str  # host:port
+    model: str
+    version_label: str = ""  # TF Serving: route to the version behind this label ("" = newest)
+    management_url: str = ""  # TorchServe: its management API, for readiness
+    timeout_s: float = 2.0  # a prediction
+    status_timeout_s: float = 1.0  # a readiness check
+    pool: int = 100  # REST keep-alive connections
 
 
 @dataclass(frozen=True)
 class Prediction:
-    probabilities: np.ndarray  # float32 [n, 10]
+    probabilities: np.ndarray  # float32 [n, NUM_CLASSES]
     model_version: str
 
 
@@ -55,6 +72,8 @@ class BackendClient(Protocol):
     protocol: str  # rest or grpc
     address: str
 
+    def __init__(self, settings: ClientSettings) -> None: ...
+
     async def predict(self, rows: np.ndarray, json_body: bytes | None = None) -> Prediction:
         """``json_body``: ``{"instances": rows}`` as JSON already (the client's own body), which a
         REST client sends as it is; gRPC clients always send the rows as a binary tensor."""
@@ -70,8 +89,10 @@ def check_probabilities(backend: str, value: object, rows: int) -> np.ndarray:
         arr = np.asarray(value, dtype=np.float32)
     except (TypeError, ValueError) as exc:
         raise BackendError(backend, "response holds no numeric predictions") from exc
-    if arr.shape != (rows, 10):
-        raise BackendError(backend, f"response has predictions of shape {list(arr.shape)}, expected [{rows}, 10]")
+    if arr.shape != (rows, NUM_CLASSES):
+        raise BackendError(
+            backend, f"response has predictions of shape {list(arr.shape)}, expected [{rows}, {NUM_CLASSES}]"
+        )
     return arr
 
 

@@ -5,21 +5,23 @@ from __future__ import annotations
 import grpc
 import numpy as np
 
-from gateway.app.clients.base import BackendError, Prediction, Status
+from gateway.app.clients.base import BackendError, ClientSettings, Prediction, Status
 from gateway.app.clients.grpc_common import raise_for, unary_stub
 from gateway.app.clients.tfserving_rest import TFServingRESTClient
 from mnist_serving import protos
-from mnist_serving.spec import INPUT_NAME, OUTPUT_NAME, SIGNATURE_NAME
+from mnist_serving.spec import INPUT_NAME, NUM_CLASSES, OUTPUT_NAME, SIGNATURE_NAME
 
 
 class TFServingGRPCClient:
     protocol = "grpc"
 
-    def __init__(self, name: str, address: str, model: str, label: str, timeout: float, status: TFServingRESTClient):
-        self.name, self.address = name, address
-        self._model, self._label, self._timeout = model, label, timeout
-        self._channel, self._predict = unary_stub(address, protos.TF_PREDICT, protos.PredictResponse)
-        self._status = status  # readiness and version over REST, where TF Serving reports the implementation
+    def __init__(self, settings: ClientSettings):
+        s = settings
+        self.name, self.address = s.name, s.grpc_address
+        self._model, self._label, self._timeout = s.model, s.version_label, s.timeout_s
+        self._channel, self._predict = unary_stub(s.grpc_address, protos.TF_PREDICT, protos.PredictResponse)
+        # Readiness and version over REST, where TF Serving reports the implementation.
+        self._status = TFServingRESTClient(s)
 
     async def predict(self, rows: np.ndarray, json_body: bytes | None = None) -> Prediction:
         request = protos.PredictRequest()
@@ -41,7 +43,7 @@ class TFServingGRPCClient:
             raise BackendError(self.name, f"output dtype {out.dtype} is not DT_FLOAT")
         shape = tuple(d.size for d in out.tensor_shape.dim)
         flat = np.frombuffer(out.tensor_content, np.float32) if out.tensor_content else np.asarray(out.float_val)
-        if flat.size != int(np.prod(shape)) or shape != (len(rows), 10):
+        if flat.size != int(np.prod(shape)) or shape != (len(rows), NUM_CLASSES):
             raise BackendError(self.name, f"output tensor has shape {list(shape)}")
         return Prediction(flat.reshape(shape), str(response.model_spec.version.value))
 
@@ -50,4 +52,5 @@ class TFServingGRPCClient:
 
     async def aclose(self) -> None:
         await self._channel.close()
+        await self._status.aclose()
         await self._status.aclose()

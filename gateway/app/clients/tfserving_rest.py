@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import orjson
 
-from gateway.app.clients.base import BackendError, Prediction, Status, call_http, check_probabilities, http_error
+from gateway.app.clients.base import (
+    BackendError,
+    ClientSettings,
+    Prediction,
+    Status,
+    call_http,
+    check_probabilities,
+    http_error,
+)
 from gateway.app.clients.http1 import HTTPPool
 from mnist_serving.spec import OUTPUT_NAME
 
@@ -16,13 +24,14 @@ _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 class TFServingRESTClient:
     protocol = "rest"
 
-    def __init__(self, name: str, url: str, model: str, label: str, timeout: float, status_timeout: float, pool: int):
-        self.name, self.address = name, url
-        model_path = f"/v1/models/{model}" + (f"/labels/{label}" if label else "")
-        self._pool = HTTPPool(url, pool, connect_timeout=timeout)
+    def __init__(self, settings: ClientSettings):
+        s = settings
+        self.name, self.address = s.name, s.url
+        model_path = f"/v1/models/{s.model}" + (f"/labels/{s.version_label}" if s.version_label else "")
+        self._pool = HTTPPool(s.url, s.pool, connect_timeout=s.timeout_s)
         self._predict = self._pool.head("POST", f"{model_path}:predict")
         self._status_head = self._pool.head("GET", model_path, content_type=None)
-        self._timeout, self._status_timeout = timeout, status_timeout
+        self._timeout, self._status_timeout = s.timeout_s, s.status_timeout_s
         self._version = ""
 
     async def predict(self, rows: np.ndarray, json_body: bytes | None = None) -> Prediction:

@@ -9,26 +9,27 @@ from __future__ import annotations
 import grpc
 import numpy as np
 
-from gateway.app.clients.base import BackendError, Prediction, Status
+from gateway.app.clients.base import BackendError, ClientSettings, Prediction, Status
 from gateway.app.clients.grpc_common import raise_for, unary_stub
 from gateway.app.clients.torchserve_rest import TorchServeStatus
 from mnist_serving import protos
 from mnist_serving.spec import NUM_CLASSES, TORCHSERVE_TENSOR_INPUT
 
-TENSOR_INPUT = TORCHSERVE_TENSOR_INPUT  # the handler's name for a binary float32 payload
-
 
 class TorchServeGRPCClient:
     protocol = "grpc"
 
-    def __init__(self, name: str, address: str, model: str, timeout: float, status: TorchServeStatus):
-        self.name, self.address = name, address
-        self._model, self._timeout, self._status = model, timeout, status
-        self._channel, self._predict = unary_stub(address, protos.TORCHSERVE_PREDICTIONS, protos.PredictionResponse)
+    def __init__(self, settings: ClientSettings):
+        s = settings
+        self.name, self.address = s.name, s.grpc_address
+        self._model, self._timeout, self._status = s.model, s.timeout_s, TorchServeStatus(s)
+        self._channel, self._predict = unary_stub(
+            s.grpc_address, protos.TORCHSERVE_PREDICTIONS, protos.PredictionResponse
+        )
 
     async def predict(self, rows: np.ndarray, json_body: bytes | None = None) -> Prediction:
         request = protos.PredictionsRequest(model_name=self._model)
-        request.input[TENSOR_INPUT] = np.ascontiguousarray(rows, dtype="<f4").tobytes()
+        request.input[TORCHSERVE_TENSOR_INPUT] = np.ascontiguousarray(rows, dtype="<f4").tobytes()
         try:
             response = await self._predict(request, timeout=self._timeout)
         except grpc.aio.AioRpcError as exc:
@@ -43,4 +44,5 @@ class TorchServeGRPCClient:
 
     async def aclose(self) -> None:
         await self._channel.close()
+        await self._status.aclose()
         await self._status.aclose()

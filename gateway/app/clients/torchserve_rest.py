@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import orjson
 
-from gateway.app.clients.base import BackendError, Prediction, Status, call_http, check_probabilities, http_error
+from gateway.app.clients.base import (
+    BackendError,
+    ClientSettings,
+    Prediction,
+    Status,
+    call_http,
+    check_probabilities,
+    http_error,
+)
 from gateway.app.clients.http1 import HTTPPool
 
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
@@ -15,10 +23,11 @@ STATUS_POOL = 4  # readiness checks are rare; a few connections suffice
 class TorchServeStatus:
     """Readiness means every worker of the model is READY (``/ping`` is Healthy before that)."""
 
-    def __init__(self, management_url: str, model: str, timeout: float):
-        self._pool = HTTPPool(management_url, STATUS_POOL, connect_timeout=timeout)
-        self._head = self._pool.head("GET", f"/models/{model}", content_type=None)
-        self._timeout = timeout
+    def __init__(self, settings: ClientSettings):
+        s = settings
+        self._pool = HTTPPool(s.management_url, STATUS_POOL, connect_timeout=s.status_timeout_s)
+        self._head = self._pool.head("GET", f"/models/{s.model}", content_type=None)
+        self._timeout = s.status_timeout_s
         self.version = ""
 
     async def status(self) -> Status:
@@ -46,12 +55,13 @@ class TorchServeStatus:
 class TorchServeRESTClient:
     protocol = "rest"
 
-    def __init__(self, name: str, url: str, model: str, timeout: float, status: TorchServeStatus, pool: int):
-        self.name, self.address = name, url
-        self._pool = HTTPPool(url, pool, connect_timeout=timeout)
-        self._predict = self._pool.head("POST", f"/predictions/{model}")
-        self._timeout = timeout
-        self._status = status
+    def __init__(self, settings: ClientSettings):
+        s = settings
+        self.name, self.address = s.name, s.url
+        self._pool = HTTPPool(s.url, s.pool, connect_timeout=s.timeout_s)
+        self._predict = self._pool.head("POST", f"/predictions/{s.model}")
+        self._timeout = s.timeout_s
+        self._status = TorchServeStatus(s)
 
     async def predict(self, rows: np.ndarray, json_body: bytes | None = None) -> Prediction:
         body = json_body if json_body is not None else orjson.dumps({"instances": rows}, option=_NUMPY)

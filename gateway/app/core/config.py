@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mnist_serving import ports
+from mnist_serving.ports import local_address, local_url
 from mnist_serving.spec import (
     MAX_IMAGE_BYTES,
     MAX_IMAGE_PIXELS,
@@ -30,17 +31,17 @@ class Settings(BaseSettings):
     port: int = ports.GATEWAY
 
     # TensorFlow Serving
-    tfserving_url: str = f"http://127.0.0.1:{ports.TFSERVING_REST}"
-    tfserving_grpc_address: str = f"127.0.0.1:{ports.TFSERVING_GRPC}"
+    tfserving_url: str = local_url(ports.TFSERVING_REST)
+    tfserving_grpc_address: str = local_address(ports.TFSERVING_GRPC)
     tfserving_protocol: Protocol = "rest"
     tfserving_model: str = TF_MODEL_NAME
     # Route to the version behind this label; empty means the newest version served.
     tfserving_version_label: str = STABLE_LABEL
 
     # TorchServe
-    torchserve_url: str = f"http://127.0.0.1:{ports.TORCHSERVE_INFERENCE}"
-    torchserve_management_url: str = f"http://127.0.0.1:{ports.TORCHSERVE_MANAGEMENT}"
-    torchserve_grpc_address: str = f"127.0.0.1:{ports.TORCHSERVE_GRPC_INFERENCE}"
+    torchserve_url: str = local_url(ports.TORCHSERVE_INFERENCE)
+    torchserve_management_url: str = local_url(ports.TORCHSERVE_MANAGEMENT)
+    torchserve_grpc_address: str = local_address(ports.TORCHSERVE_GRPC_INFERENCE)
     torchserve_protocol: Protocol = "rest"
     torchserve_model: str = TORCH_MODEL_NAME
     torchserve_onnx_model: str = ONNX_MODEL_NAME

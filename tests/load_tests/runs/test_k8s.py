@@ -12,6 +12,7 @@ import pytest
 
 from load_tests.contracts import Recording
 from load_tests.runs import k8s
+from mnist_serving.ports import local_url
 from tests.conftest import REPO
 from tests.deploy.conftest import render
 from tests.deploy.kube import restricted_violations, validate
@@ -87,7 +88,7 @@ def test_workers_without_a_shared_volume_ship_exact_timings_to_the_master(servin
     from serving.native.process import free_ports
 
     (port,) = free_ports(1)
-    url = {"TFSERVING_URL": f"http://127.0.0.1:{serving_stack.ports.tfserving_rest}"}
+    url = {"TFSERVING_URL": local_url(serving_stack.ports.tfserving_rest)}
     exact = tmp_path / "exact"
     master = _locust(
         "--master",

@@ -96,3 +96,24 @@ def test_best_against_best_is_the_re_measured_one(tmp_path: Path) -> None:
     confirmed["tfserving"]["ci95"] = [400.0, 620.0]
     text = sweep_report.write(tmp_path, entries, env, method, confirmed).read_text()
     assert "the intervals do not overlap." in text
+
+
+def test_the_gpu_grid_reaches_the_row_limit_with_delays_of_one_to_five_ms() -> None:
+    grid = sweep.configurations(device="gpu")
+    assert max(b for b, _ in grid) == 256 and {d for _, d in grid} == {1, 2, 5}
+    assert (1, 1) in grid and (1, 5) not in grid  # batch 1 never waits: once
+    assert sweep.configurations("torchserve", "gpu") == grid  # no 0 ms delay to drop there
+    assert len(grid) == 1 + 3 * 3
+
+
+def test_a_gpu_sweep_without_a_gpu_says_so_and_measures_nothing(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from load_tests.runs.gpu import EXIT_NO_GPU
+    from tests.conftest import REPO
+
+    cmd = [sys.executable, "-m", "load_tests.runs.sweep", "--device", "gpu", "--out", str(tmp_path / "s")]
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == EXIT_NO_GPU and "needs an NVIDIA GPU with CUDA" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "s").exists()

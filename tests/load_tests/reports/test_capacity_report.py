@@ -1,0 +1,25 @@
+"""The committed CPU capacity report renders from its results.json exactly as committed (its new
+fields too: floors, the generator's work and waiting, the split, the calibration's summaries)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from load_tests.reports import capacity
+from tests.conftest import REPO
+
+COMMITTED = REPO / "docs" / "load-report-2cpu"
+
+
+def test_the_committed_report_is_what_its_results_render(tmp_path: Path) -> None:
+    shutil.copy(COMMITTED / "results.json", tmp_path / "results.json")
+    text = capacity.write_capacity(
+        tmp_path, __import__("orjson").loads((tmp_path / "results.json").read_bytes())
+    ).read_text()
+    assert text == (COMMITTED / "report.md").read_text()
+    for needle in ("## Each server against its floor", "| torchserve | floor-torchscript |", "waiting precisely",
+                   "per process** with the guard holding", "Note.**"):  # fmt: skip
+        assert needle in text, needle
+    for png in ("capacity.png", "latency_vs_rate.png"):
+        assert (tmp_path / png).read_bytes().startswith(b"\x89PNG")
