@@ -136,6 +136,8 @@ def started(
     proc.start()
     try:
         proc.wait_until(ready, START_TIMEOUT_S)
+        if server == "torchserve":
+            torchserve.warm(ports)
         effective: dict[str, Any] = {}
         if server == "torchserve":
             effective = torchserve.batching(ports)

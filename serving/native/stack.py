@@ -65,6 +65,8 @@ class ServingStack:
             start = time.monotonic()
             for proc, timeout in started:  # they start side by side; each gets its own budget from now
                 proc.wait_until(self.readiness[proc.name], max(timeout - (time.monotonic() - start), 30.0))
+                if proc.name == "torchserve":
+                    torchserve.warm(self.ports)  # its Java request path too, not only the models
             if self.with_gateway:
                 gw = gateway.launcher(self.run_dir, self.ports)
                 self.readiness[gw.name] = lambda: gateway.ready(self.ports)

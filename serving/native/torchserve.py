@@ -12,7 +12,7 @@ from serving.native.process import ManagedProcess
 from serving.native.settings import ServingPorts
 from serving.torchserve.build_mar import build
 from serving.torchserve.config import CONFIG, torchserve_argv, write_config
-from serving.torchserve.ready import MODELS, all_ready
+from serving.torchserve.ready import MODELS, all_ready, warm_frontend
 
 
 def launcher(
@@ -50,6 +50,11 @@ def describe(ports: ServingPorts, name: str, timeout: float = 2.0) -> list[dict[
 def ready(ports: ServingPorts) -> bool:
     """Every worker of every model READY: the one rule of serving/torchserve/ready.py."""
     return all_ready(lambda name: describe(ports, name))
+
+
+def warm(ports: ServingPorts) -> None:
+    """Warm TorchServe's own request path (every worker is READY already): serving/torchserve/ready.py."""
+    warm_frontend(local_url(ports.torchserve_inference))
 
 
 def batching(ports: ServingPorts) -> dict[str, dict[str, int]]:

@@ -20,13 +20,16 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from types import FrameType
 
 import psutil
 
+from mnist_serving.ports import TORCHSERVE_MANAGEMENT, local_url
 from serving.torchserve.config import CONFIG, torchserve_argv, write_config
+from serving.torchserve.ready import INFERENCE_URL, WARMED_MARKER_ENV, warm_when_ready
 
 STOP_GRACE_S = float(os.environ.get("TS_STOP_GRACE_S", "20"))  # below Kubernetes' terminationGracePeriodSeconds
 
@@ -44,6 +47,12 @@ def _frontend(cli: subprocess.Popen[bytes]) -> psutil.Process | None:
 
 def run(argv: list[str]) -> int:
     cli = subprocess.Popen(argv)
+    marker = os.environ.get(WARMED_MARKER_ENV)
+    if marker:  # readiness (python -m serving.torchserve.ready) waits for this file: workers READY and warm
+        Path(marker).unlink(missing_ok=True)
+        threading.Thread(
+            target=warm_when_ready, args=(local_url(TORCHSERVE_MANAGEMENT), INFERENCE_URL, Path(marker)), daemon=True
+        ).start()
     stop_asked: list[float] = []  # when the first SIGTERM/SIGINT came
 
     def forward(signum: int, _frame: FrameType | None) -> None:

@@ -98,12 +98,26 @@ def test_the_one_readiness_check_runs_as_the_probes_run_it(stack) -> None:
     from serving.native.process import free_ports
     from tests.conftest import REPO
 
-    def run(url: str) -> int:
+    def run(url: str, env: dict[str, str] | None = None) -> int:
         cmd = [sys.executable, "-m", "serving.torchserve.ready", url]
-        return subprocess.run(cmd, cwd=REPO, capture_output=True, timeout=30).returncode
+        return subprocess.run(cmd, cwd=REPO, capture_output=True, timeout=30, env=env).returncode
 
     assert run(local_url(stack.ports.torchserve_management)) == 0
     assert run(local_url(free_ports(1)[0])) == 1
+    # In the image the entrypoint warms TorchServe's request path once every worker is READY and then
+    # writes a marker; until it exists, not ready.
+    import os
+    import tempfile
+
+    from serving.torchserve.ready import WARMED_MARKER_ENV, warm_frontend
+
+    with tempfile.TemporaryDirectory() as tmp:
+        marker = f"{tmp}/warmed"
+        env = {**os.environ, WARMED_MARKER_ENV: marker}
+        assert run(local_url(stack.ports.torchserve_management), env) == 1
+        warm_frontend(local_url(stack.ports.torchserve_inference), n=3)  # real requests, every model
+        open(marker, "w").close()
+        assert run(local_url(stack.ports.torchserve_management), env) == 0
 
 
 @pytest.mark.parametrize(
