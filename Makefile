@@ -11,12 +11,17 @@ TRAIN_ARGS ?=
 SERVERS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup train test test-containers lint serve serve-models mar bench-servers bench-gateway bench-validation bench-generator gpu-report load load-sweep load-matrix locust-ui up up-gpu up-offline load-compose down k8s-render deploy k8s-images k8s-config k8s-load clean
+.PHONY: help setup train test test-containers lint serve serve-models mar bench-servers bench-gateway bench-validation bench-generator gpu-report load load-sweep load-chaos load-matrix locust-ui up up-gpu up-offline load-compose down k8s-render deploy k8s-images k8s-config k8s-load clean
 
-help: ## list targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+help: ## list these targets
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ \
+		n = split($$2, w, " "); line = ""; first = 1; \
+		for (i = 1; i <= n; i++) { \
+			if (length(line) + length(w[i]) > 84) { printf "  %-17s %s\n", (first ? $$1 : ""), line; line = ""; first = 0 } \
+			line = line (line == "" ? "" : " ") w[i] } \
+		printf "  %-17s %s\n", (first ? $$1 : ""), line }'
 
-setup: $(STAMP) ## create .venv with everything (training, serving, gateway, load tests, dev tools)
+setup: $(STAMP) ## create .venv with everything: training, serving, gateway, load tests, dev tools (needs Java 17; ~5 min once)
 
 $(STAMP): requirements/*.txt
 	@command -v java >/dev/null || { echo "setup: Java 17 is needed for TorchServe (apt-get install openjdk-17-jre-headless)"; exit 1; }
@@ -28,13 +33,13 @@ $(STAMP): requirements/*.txt
 $(ARTIFACTS)/manifest.json: | $(STAMP)
 	$(PY) -m training.train --out $(ARTIFACTS) --version $(VERSION) $(TRAIN_ARGS)
 
-train: $(STAMP) ## train both models; VERSION=N writes a new model version, TRAIN_ARGS="--data mnist.npz"
+train: $(STAMP) ## train both models (~2 min on 2 cores); VERSION=N writes a new model version, TRAIN_ARGS="--data mnist.npz"
 	$(PY) -m training.train --out $(ARTIFACTS) --version $(VERSION) $(TRAIN_ARGS)
 
-test: $(STAMP) ## run the whole test suite
+test: $(STAMP) ## the whole test suite with real servers on free ports (~8 min on 2 cores; needs Java, no Docker)
 	$(PY) -m pytest
 
-lint: $(STAMP) ## ruff and mypy
+lint: $(STAMP) ## ruff and mypy (~1 min)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
@@ -42,37 +47,40 @@ lint: $(STAMP) ## ruff and mypy
 serve-models: $(ARTIFACTS)/manifest.json ## run only TF Serving and TorchServe natively until Ctrl-C
 	$(PY) -m serving.native --artifacts $(ARTIFACTS) --no-gateway
 
-mar: $(ARTIFACTS)/manifest.json ## build TorchServe archives into artifacts/model-store
+mar: $(ARTIFACTS)/manifest.json ## package the TorchScript and ONNX models as TorchServe model archives in artifacts/model-store
 	$(PY) -m serving.torchserve.build_mar --artifacts $(ARTIFACTS) --out $(ARTIFACTS)/model-store
 
-serve: $(ARTIFACTS)/manifest.json ## run the whole stack natively: both model servers and the gateway (trains first if needed); SERVERS=torchserve runs a subset
+serve: $(ARTIFACTS)/manifest.json ## run the whole stack natively until Ctrl-C: both model servers and the gateway on :8000 (trains first if needed; ~1 min to start); SERVERS=torchserve runs a subset
 	$(PY) -m serving.native --artifacts $(ARTIFACTS) $(if $(SERVERS),--servers $(SERVERS))
 
-bench-servers: $(ARTIFACTS)/manifest.json ## benchmark: each server hit directly (p50/p99, req/s at 1, 8, 32 users)
+bench-servers: $(ARTIFACTS)/manifest.json ## benchmark each server hit directly: p50/p99 and req/s at 1, 8 and 32 users (~3 min)
 	$(PY) -m benchmarks.servers --artifacts $(ARTIFACTS)
 
-bench-gateway: $(ARTIFACTS)/manifest.json ## benchmark: the gateway hop vs a bare proxy, REST vs gRPC; BENCH_ARGS=--backend torchserve
+bench-gateway: $(ARTIFACTS)/manifest.json ## benchmark the gateway's own cost: it vs a bare proxy, REST vs gRPC (~3 min); BENCH_ARGS=--backend torchserve
 	$(PY) -m benchmarks.gateway --artifacts $(ARTIFACTS) $(BENCH_ARGS)
 
-bench-validation: $(STAMP) ## benchmark: request decoding, the type scan, strict pydantic
+bench-validation: $(STAMP) ## benchmark how fast the gateway checks a request body (decoding, type scan, pydantic; ~30 s)
 	$(PY) -m gateway.benchmarks.validation
 
-load: $(ARTIFACTS)/manifest.json ## QPS at a p99 SLO per target beside its floor, open loop, 3 repeats with CIs (~50 min) -> reports/<time>/; LOAD_ARGS="--list-targets", "--slo-ms 5 ..."
+load: $(ARTIFACTS)/manifest.json ## capacity report: the highest rate each server holds within a p99 SLO, beside its floor, 3 repeats (~50 min) -> reports/<time>/; LOAD_ARGS="--list-targets"
 	$(PY) -m load_tests.runs.capacity --artifacts $(ARTIFACTS) $(LOAD_ARGS)
 
-bench-generator: $(ARTIFACTS)/manifest.json ## benchmark: the load generator's send precision and CPU at 500-2,000+ req/s against a trivial server (~1 min)
+bench-generator: $(ARTIFACTS)/manifest.json ## benchmark the load generator itself: send precision and CPU at 500-2,000+ req/s (~1 min)
 	$(PY) -m load_tests.runs.calibration $(BENCH_ARGS)
 
-gpu-report: $(ARTIFACTS)/manifest.json ## on an NVIDIA GPU machine: in-process GPU/CPU table, TorchServe served == CPU, capacity beside the floors (~8 min) -> reports/gpu-<time>/
+gpu-report: $(ARTIFACTS)/manifest.json ## on an NVIDIA GPU machine: GPU vs CPU, TorchServe on the GPU, capacity beside the floors (~8 min) -> reports/gpu-<time>/
 	$(PY) -m load_tests.runs.gpu --artifacts $(ARTIFACTS)
 
-load-sweep: $(ARTIFACTS)/manifest.json ## batching sweep per server: max batch x delay -> QPS@SLO and low-load p50, both bests re-measured 3x (~40 min) -> reports/sweep-<time>/
+load-sweep: $(ARTIFACTS)/manifest.json ## batching sweep per server (max batch x delay), both bests re-measured 3x (~40 min) -> reports/sweep-<time>/
 	$(PY) -m load_tests.runs.sweep --artifacts $(ARTIFACTS) $(LOAD_ARGS)
 
-load-matrix: $(ARTIFACTS)/manifest.json ## quick closed-loop look (targets x 1/8/32 users); not a capacity figure -> reports/<time>/
+load-chaos: $(ARTIFACTS)/manifest.json $(STAMP) ## faults under load: `auto` at half capacity for 60 s, its server SIGKILLed at 20 s (~3 min); CHAOS_ARGS=--compose: in containers (needs Docker; ~10 min) -> reports/chaos-<time>/
+	$(PY) -m load_tests.runs.chaos --artifacts $(ARTIFACTS) $(CHAOS_ARGS)
+
+load-matrix: $(ARTIFACTS)/manifest.json ## a quick closed-loop look: targets x 1/8/32 users (~5 min; not a capacity figure) -> reports/<time>/
 	$(PY) -m load_tests.runs.matrix --artifacts $(ARTIFACTS) $(LOAD_ARGS)
 
-locust-ui: $(STAMP) ## Locust's web UI on 127.0.0.1:8089 (start the stack with `make serve` first)
+locust-ui: $(STAMP) ## Locust's web UI on 127.0.0.1:8089, against a stack started with `make serve`
 	$(VENV)/bin/locust -f load_tests/generator/locustfile.py --web-host 127.0.0.1
 
 # The compose plugin when the engine has it, else a standalone docker-compose (on PATH or in .venv).
@@ -85,42 +93,42 @@ OVERLAY ?= cpu
 K8S_DIR = $(if $(filter kserve kserve-gpu,$(OVERLAY)),k8s/$(OVERLAY),k8s/overlays/$(OVERLAY))
 REGISTRY ?=
 
-up: $(ARTIFACTS)/manifest.json ## docker compose: build images and start the stack (real TF Serving image; needs Docker Hub)
+up: $(ARTIFACTS)/manifest.json ## docker compose: build the images and start the stack with the real TF Serving image (needs Docker and Docker Hub)
 	$(COMPOSE) up -d --build
 
-up-gpu: $(ARTIFACTS)/manifest.json ## docker compose on NVIDIA GPUs (docker-compose.gpu.yml)
+up-gpu: $(ARTIFACTS)/manifest.json ## docker compose on NVIDIA GPUs (needs Docker, the NVIDIA container toolkit and Docker Hub)
 	$(COMPOSE) -f docker-compose.yml -f docker-compose.gpu.yml up -d --build
 
-up-offline: $(ARTIFACTS)/manifest.json $(STAMP) ## compose without Docker Hub or an index in builds: TF Serving stand-in, offline images
+up-offline: $(ARTIFACTS)/manifest.json $(STAMP) ## docker compose with no Docker Hub or package index in the builds: the TF Serving stand-in, images built from local wheels (needs Docker; ~10 min the first time)
 	$(PY) -m containers.offline all
 	$(COMPOSE) $(OFFLINE_FILES) up -d --no-build
 
-load-compose: ## the compose `load` profile (Locust master + 2 workers, headless) -> reports/compose/
+load-compose: ## run the compose `load` profile: a Locust master and 2 workers, headless (needs a compose stack up) -> reports/compose/
 	mkdir -p reports/compose && chmod 0777 reports/compose
 	$(COMPOSE) $(if $(wildcard .wheelhouse),$(OFFLINE_FILES)) --profile load up --no-build --exit-code-from locust-master locust-master locust-worker
 
 down: ## docker compose: stop and remove the stack (either variant, load profile included)
 	$(COMPOSE) $(OFFLINE_FILES) --profile load down -v --remove-orphans
 
-test-containers: $(ARTIFACTS)/manifest.json $(STAMP) ## the compose stack for real: engine, offline builds, health, predictions, crash, stop, load
+test-containers: $(ARTIFACTS)/manifest.json $(STAMP) ## the container tests: builds the images offline, starts the compose stack, checks health, predictions, a crash, stop and load (needs Docker; ~5 min, more on a cold build)
 	$(PY) -m containers.engine start
 	CONTAINER_TESTS=1 $(PY) -m pytest tests/containers -s; status=$$?; \
 	$(PY) -m containers.engine stop; exit $$status
 
-k8s-render: $(STAMP) ## render the Kubernetes manifests of OVERLAY (cpu, gpu, gpu-operator, cpu-prometheus, kserve, kserve-gpu) to stdout
+k8s-render: $(STAMP) ## print the Kubernetes manifests of OVERLAY (cpu, gpu, gpu-operator, cpu-prometheus, kserve, kserve-gpu)
 	@$(KUSTOMIZE) $(K8S_DIR)
 
-deploy: ## kubectl apply -k the OVERLAY to the current kube context (namespace mnist-serving)
+deploy: ## kubectl apply -k the OVERLAY to the current kube context, namespace mnist-serving (needs a cluster)
 	kubectl apply -k $(K8S_DIR)
 
-k8s-images: $(ARTIFACTS)/manifest.json $(STAMP) ## build the OVERLAY's images as REGISTRY/...:<version>-<model hash> (PUSH=1 pushes) and set them in the overlay
+k8s-images: $(ARTIFACTS)/manifest.json $(STAMP) ## build the OVERLAY's images as REGISTRY/...:<version>-<model hash> and set them in the overlay; PUSH=1 pushes (needs Docker)
 	$(PY) -m containers.images build --overlay $(OVERLAY) --registry "$(REGISTRY)" $(if $(PUSH),--push)
 
 k8s-config: ## copy the server configs from serving/ into k8s/config (a test checks they match)
 	cp serving/tfserving/models.config serving/tfserving/batching.config serving/tfserving/monitoring.config \
 	   serving/torchserve/config.properties k8s/config/
 
-k8s-load: $(STAMP) ## a fresh in-cluster Locust run (Jobs named per run); waits and fetches the report to reports/k8s/<run>/
+k8s-load: $(STAMP) ## an in-cluster Locust run (a Job per run); waits and fetches the report to reports/k8s/<run>/ (needs a cluster)
 	$(PY) -m load_tests.runs.k8s run
 
 clean: ## remove artifacts, run folders and reports (keeps .venv)

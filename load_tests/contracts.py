@@ -7,7 +7,7 @@ settings object handed to the generator, a typed log handed back).
   intended send time, latency, send lag, answer check and batch size, plus CPU marks through the run.
 
 Both sides import this module and nothing else of each other; ``RunSpec`` and ``Recording`` are the
-whole contract. Stdlib and orjson only: it ships in the Locust image.
+whole contract. Stdlib, orjson and mnist_serving only: it ships in the Locust image.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from mnist_serving.spec import BACKENDS
 
 SPEC_ENV = "LOAD_SPEC"
 # The by-hand conveniences (``LOAD_RATE=500 locust -f ... OpenLoopTFServingUser``): each maps to one
@@ -76,8 +78,10 @@ class RunSpec:
 
 # One entry per request sent (seq: the arrival's global sequence number; t: intended offset, s) ...
 SENT_FIELDS = ("seq", "t")
-# ... and one per completed request, in these columns.
-DONE_FIELDS = ("seq", "t", "ms", "lag_ms", "ok", "batch")
+# ... and one per completed request, in these columns: ``code`` is the HTTP status (0: no answer,
+# or a gRPC failure), ``via`` the backend that answered a gateway request as an index into VIA.
+DONE_FIELDS = ("seq", "t", "ms", "lag_ms", "ok", "batch", "code", "via")
+VIA = ("", *BACKENDS)
 # One mark every MARK_EVERY_S: [perf_counter, own CPU s, machine busy, idle, steal (jiffies), waiting s].
 MARK_FIELDS = ("clock_s", "cpu_s", "busy", "idle", "steal", "waiting_s")
 

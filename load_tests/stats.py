@@ -237,7 +237,8 @@ def invalid_reasons(
 
 def open_loop_table(sent: dict[str, list[float]], done: dict[str, list[float]]) -> dict[str, np.ndarray]:
     """Per request sent (contracts.SENT_FIELDS columns): global sequence number, intended offset,
-    latency (inf when unanswered), send lag, ok, batch. ``done`` rows are matched by sequence number."""
+    latency (inf when unanswered), send lag, ok, batch, HTTP status, answering backend. ``done`` rows
+    are matched by sequence number."""
     seq_sent = np.asarray(sent.get("seq", []), dtype=np.int64)
     n = len(seq_sent)
     out = {
@@ -247,6 +248,8 @@ def open_loop_table(sent: dict[str, list[float]], done: dict[str, list[float]]) 
         "lag_ms": np.full(n, np.nan),
         "ok": np.zeros(n, dtype=bool),
         "batch": np.zeros(n, dtype=int),
+        "code": np.zeros(n, dtype=int),  # recordings from before these columns read as 0
+        "via": np.zeros(n, dtype=int),
     }
     if n and done and done["seq"]:
         order = np.argsort(seq_sent, kind="stable")
@@ -259,7 +262,9 @@ def open_loop_table(sent: dict[str, list[float]], done: dict[str, list[float]]) 
         out["ms"][idx] = np.asarray(done["ms"], dtype=float)[keep]
         out["lag_ms"][idx] = np.asarray(done["lag_ms"], dtype=float)[keep]
         out["ok"][idx] = np.asarray(done["ok"])[keep] > 0
-        out["batch"][idx] = np.asarray(done["batch"])[keep]
+        for column in ("batch", "code", "via"):
+            if column in done:
+                out[column][idx] = np.asarray(done[column])[keep]
     out["ms"][~out["ok"]] = np.inf
     return out
 
@@ -267,7 +272,7 @@ def open_loop_table(sent: dict[str, list[float]], done: dict[str, list[float]]) 
 def merge_tables(tables: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """Several processes' tables as one, in arrival order (processes split one schedule by sequence
     number, so together they are the whole schedule)."""
-    keys = ("seq", "t", "ms", "lag_ms", "ok", "batch")
+    keys = ("seq", "t", "ms", "lag_ms", "ok", "batch", "code", "via")
     if not tables:
         return {k: np.zeros(0) for k in keys}
     merged = {k: np.concatenate([t[k] for t in tables]) for k in keys}

@@ -78,6 +78,8 @@ TARGETS = [
            backend="torchserve", via_gateway=True, floor=TS_FLOOR),
     Target("gateway-torchserve-onnx", "GatewayTorchServeOnnxUser", *GW, "/v1/predict?backend=torchserve-onnx",
            backend="torchserve-onnx", via_gateway=True, floor=ONNX_FLOOR),
+    # `auto`: the gateway's routing policy with fallback (the chaos run's target); backend=None: it may be either.
+    Target("gateway-auto", "GatewayAutoUser", *GW, "/v1/predict?backend=auto", via_gateway=True),
     Target("gateway-image", "GatewayImageUser", *GW, "/v1/predict/image?backend=tfserving", payload="png"),
     Target("gateway-compare", "GatewayCompareUser", *GW, "/v1/compare", compare=True),
     # Each model in-process behind the leanest HTTP server (servers/floor.py): what the hardware

@@ -112,7 +112,10 @@ def to_mnist(gray: np.ndarray) -> np.ndarray:
     border = _border(gray)
     light_paper = float(np.median(border)) > 127
     if gray.shape == (IMAGE_SIDE, IMAGE_SIDE):
-        return ((255.0 - gray if light_paper else gray) / 255.0).astype(np.float32)
+        digit = 255.0 - gray if light_paper else gray
+        if float(digit.max() - digit.min()) < MIN_CONTRAST:  # all one shade: black, white or gray
+            raise unprocessable("blank_image", "no digit found: the image is blank or has no contrast")
+        return (digit / 255.0).astype(np.float32)
     gray = _reduce(gray)
     ink = _ink(255.0 - gray if light_paper else gray)
     side = max(ink.shape)

@@ -22,6 +22,9 @@ TF_PREDICT_METHOD: Final = "/tensorflow.serving.PredictionService/Predict"
 TORCHSERVE_PREDICTIONS_METHOD: Final = "/org.pytorch.serve.grpc.inference.InferenceAPIsService/Predictions"
 TORCHSERVE_TENSOR_INPUT: Final = "tensor"
 
+# The gateway's routing names (``?backend=``; ``auto`` picks among them).
+BACKENDS: Final = ("tfserving", "torchserve", "torchserve-onnx")
+
 # The TF Serving version label that points at the version the gateway uses.
 STABLE_LABEL: Final = "stable"
 

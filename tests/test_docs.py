@@ -63,3 +63,15 @@ def test_the_checks_find_links_and_targets() -> None:
     readme = (REPO / "README.md").read_text()
     assert len(LINK.findall(readme)) >= 8 and {"serve", "test"} <= set(MAKE.findall(readme))
     assert {"serve", "test", "load", "bench-generator"} <= _targets()
+
+
+def test_make_help_lists_every_target_in_words() -> None:
+    """Every phony target (digits in the name too: k8s-render) is in `make help` with a description."""
+    text = (REPO / "Makefile").read_text()
+    phony = set(re.search(r"^\.PHONY: (.*)$", text, re.M).group(1).split())  # type: ignore[union-attr]
+    described = set(re.findall(r"^([a-z][a-z0-9-]*):.*## \S", text, re.M))
+    assert phony == described
+    shown = subprocess.run(["make", "-s", "help"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    listed = {line.split()[0] for line in shown.splitlines() if line.startswith("  ") and not line.startswith("   ")}
+    assert listed == phony, sorted(listed ^ phony)
+    assert all(len(line) <= 110 for line in shown.splitlines())  # wrapped, not overflowing the column

@@ -26,7 +26,7 @@ LAYERS = {
     "load_tests.generator": ("load_tests.contracts", "load_tests.targets", "load_tests.stats"),
     "load_tests.servers": (),
     "load_tests.measure": ("load_tests.contracts", "load_tests.targets", "load_tests.stats"),
-    "load_tests.reports": ("load_tests.targets", "load_tests.stats", "load_tests.measure"),
+    "load_tests.reports": ("load_tests.contracts", "load_tests.targets", "load_tests.stats", "load_tests.measure"),
     "load_tests.contracts": (),
     "load_tests.stats": (),
     "load_tests.targets": (),

@@ -29,6 +29,15 @@ class CircuitBreaker:
             return True
         return False
 
+    def probe_now(self) -> None:
+        """Half-open at once (the backend says it is ready again): the next request probes it."""
+        if self._opened_at is not None:
+            self._opened_at = time.monotonic() - self._reset_s
+
+    def release_probe(self) -> None:
+        """The probe this breaker let through never reached the backend (refused before the call)."""
+        self._probing = False
+
     def success(self) -> None:
         self._failures, self._opened_at, self._probing = 0, None, False
 

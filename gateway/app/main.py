@@ -12,9 +12,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gateway.app.admission import RETRY_AFTER_S, Shed
 from gateway.app.api.deps import api_key_check
 from gateway.app.api.encode import ORJSONResponse
-from gateway.app.api.routes import backends, compare, health, page, predict
+from gateway.app.api.routes import backends, compare, docs, health, page, predict
 from gateway.app.clients.base import BackendError
 from gateway.app.core import logging as gateway_logging
 from gateway.app.core.config import Settings, get_settings
@@ -35,6 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.dataplane = DataPlane(settings, build_clients(settings), metrics)
+        app.state.dataplane.start()
         # Everything imported and built so far lives as long as the process: keep it out of the
         # garbage collector's full passes, which would otherwise walk it again and again under load.
         gc.freeze()
@@ -54,6 +56,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         default_response_class=ORJSONResponse,
         description="One prediction API in front of TensorFlow Serving and TorchServe.",
         telemetry=None if otel else {"tracing": False, "metrics": False, "logs": False},
+        docs_url=None,  # served by routes/docs.py with local assets
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -62,24 +66,37 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     guarded = [Depends(api_key_check(keys))] if keys else []
     for router in (predict.router, compare.router, backends.router):
         app.include_router(router, dependencies=guarded)
-    for router in (health.router, page.router):  # probes, metrics and the page stay open
+    for router in (health.router, page.router, docs.router):  # probes, metrics, the pages stay open
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=page.STATIC), name="static")
+    app.mount(docs.ASSETS_PATH, StaticFiles(directory=docs.ASSETS), name="docs-assets")
     _install_error_handlers(app)
-    app.add_middleware(GatewayMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        GatewayMiddleware,
+        metrics=metrics,
+        max_body_bytes=settings.max_body_bytes,
+        max_image_bytes=settings.max_image_bytes,
+    )
     return app
 
 
 def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Shed)
+    async def shed(request: Request, exc: Shed) -> ORJSONResponse:
+        request.state.shed = True  # the middleware times refusals apart (gateway_shed_latency_seconds)
+        return ORJSONResponse(exc.body(), status_code=exc.status, headers=exc.headers or None)
+
     @app.exception_handler(APIError)
     async def api_error(request: Request, exc: APIError) -> ORJSONResponse:
-        return ORJSONResponse(exc.body(), status_code=exc.status)
+        return ORJSONResponse(exc.body(), status_code=exc.status, headers=exc.headers or None)
 
     @app.exception_handler(BackendError)
     async def backend_error(request: Request, exc: BackendError) -> ORJSONResponse:
         request.state.backend = exc.backend
         log.warning("backend error", extra={"backend": exc.backend, "kind": exc.kind, "error": exc.message})
-        return ORJSONResponse({"error": error_body(exc)}, status_code=exc.status)
+        # Unavailable (refused, reset, circuit open): the supervisor restarts servers within seconds.
+        headers = {"Retry-After": str(RETRY_AFTER_S)} if exc.status == 503 else None
+        return ORJSONResponse({"error": error_body(exc)}, status_code=exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> ORJSONResponse:
@@ -89,8 +106,16 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> ORJSONResponse:
         kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        message = str(exc.detail)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # Starlette sets Allow; say it in words too
+            message = (
+                f"{request.method} is not allowed on {request.url.path}; use {headers.get('Allow', 'another method')}"
+            )
+        elif exc.status_code == 404:
+            message = f"no route {request.url.path}; see /docs for the API"
         return ORJSONResponse(
-            {"error": {"status": exc.status_code, "type": kind, "message": str(exc.detail)}}, exc.status_code
+            {"error": {"status": exc.status_code, "type": kind, "message": message}}, exc.status_code, headers=headers
         )
 
     @app.exception_handler(Exception)

@@ -19,19 +19,41 @@ from gateway.app.core.metrics import GatewayMetrics
 
 REQUEST_ID_HEADER = b"x-request-id"
 _KNOWN_ROUTES = frozenset(
-    {"/v1/predict", "/v1/predict/image", "/v1/compare", "/v1/backends", "/healthz", "/readyz", "/metrics", "/"}
+    {
+        "/v1/predict",
+        "/v1/predict/image",
+        "/v1/compare",
+        "/v1/backends",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/",
+        "/docs",
+        "/redoc",
+        "/openapi.json",
+    }
 )
 
 
 def _route(path: str) -> str:
     if path in _KNOWN_ROUTES:
         return path
-    return "/static" if path.startswith("/static/") else "other"
+    if path.startswith(("/static/", "/docs-assets/")):
+        return "/static"
+    return "other"
+
+
+# A multipart body carries the file plus its part headers and boundaries: allowed this much more
+# than the image limit, so an image of exactly the limit is accepted (the route checks the file).
+MULTIPART_OVERHEAD = 64 * 1024
 
 
 class GatewayMiddleware:
-    def __init__(self, app: ASGIApp, metrics: GatewayMetrics, max_body_bytes: int):
+    """``max_body_bytes`` bounds JSON (and any other) bodies, ``max_image_bytes`` multipart uploads."""
+
+    def __init__(self, app: ASGIApp, metrics: GatewayMetrics, max_body_bytes: int, max_image_bytes: int):
         self.app, self.metrics, self.max_body_bytes = app, metrics, max_body_bytes
+        self.max_upload_bytes = max_image_bytes + MULTIPART_OVERHEAD
         self._id_prefix = os.urandom(8).hex()  # 16 hex digits; with the 16-digit counter, 32 like a uuid
         self._ids = itertools.count()
 
@@ -42,11 +64,14 @@ class GatewayMiddleware:
         start = time.perf_counter()
         rid = ""
         length = None
+        multipart = False
         for key, value in scope["headers"]:
             if key == REQUEST_ID_HEADER:
                 rid = value.decode("latin-1")[:128]
             elif key == b"content-length":
                 length = value
+            elif key == b"content-type":
+                multipart = value[:19].lower() == b"multipart/form-data"
         if not rid:
             rid = f"{self._id_prefix}{next(self._ids):016x}"
         rid_header = (REQUEST_ID_HEADER, rid.encode("latin-1"))
@@ -61,19 +86,22 @@ class GatewayMiddleware:
             await send(message)
 
         try:
-            if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+            limit = self.max_upload_bytes if multipart else self.max_body_bytes
+            if length is not None and length.isdigit() and int(length) > limit:
+                what = "an upload (the image limit plus multipart framing)" if multipart else "a JSON body"
                 await _reject(
-                    send_wrapper,
-                    413,
-                    "body_too_large",
-                    f"request body of {int(length)} bytes exceeds the limit of {self.max_body_bytes}",
-                )
+                    send_wrapper, 413, "body_too_large",
+                    f"request body of {int(length)} bytes exceeds the limit of {limit} bytes for {what}",
+                )  # fmt: skip
                 return
             await self.app(scope, receive, send_wrapper)
         finally:
             state = scope.get("state")
             backend = state.get("backend", "-") if state else "-"
-            self.metrics.observe_request(_route(scope["path"]), backend, status, time.perf_counter() - start)
+            elapsed = time.perf_counter() - start
+            self.metrics.observe_request(_route(scope["path"]), backend, status, elapsed)
+            if state and "shed" in state:
+                self.metrics.observe_shed(elapsed)
             request_id.reset(token)
 
 

@@ -12,20 +12,26 @@ PROBABILITY_SUM_TOLERANCE = 1e-4
 
 def problem(body: bytes, *, compare: bool = False) -> str | None:
     """None when the body is a correct answer for one row, else what is wrong with it."""
+    return answer(body, compare=compare)[0]
+
+
+def answer(body: bytes, *, compare: bool = False) -> tuple[str | None, str]:
+    """(``problem``'s verdict, the gateway's ``backend`` field or ""), from one parse."""
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return "response is not JSON"
+        return "response is not JSON", ""
     if compare:
         results = payload.get("results", {}) if isinstance(payload, dict) else {}
         if len(results) < 2:
-            return "compare answer lacks results"
+            return "compare answer lacks results", ""
         for name, result in results.items():
             issue = _one(result)
             if issue:
-                return f"{name}: {issue}"
-        return None
-    return _one(payload)
+                return f"{name}: {issue}", ""
+        return None, ""
+    backend = payload.get("backend", "") if isinstance(payload, dict) else ""
+    return _one(payload), backend if isinstance(backend, str) else ""
 
 
 def _one(payload: Any) -> str | None:

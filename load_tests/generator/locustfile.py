@@ -26,8 +26,9 @@ from locust import FastHttpUser, User, constant, task
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # so `locust -f` finds the packages
 
+from load_tests.contracts import VIA
 from load_tests.generator import checks, payloads, recorder  # noqa: F401  (recorder installs the hooks)
-from load_tests.generator.openloop import CONNECTIONS, OpenLoopUser
+from load_tests.generator.openloop import CONNECTIONS, Answer, OpenLoopUser
 from load_tests.targets import TARGETS, Target
 
 grpc_gevent.init_gevent()  # grpcio's blocking calls yield to other greenlets
@@ -52,7 +53,7 @@ class _HttpMixin:
         self._bodies = itertools.islice(itertools.cycle(payloads.json_bodies()), start, None)
         self._pngs = itertools.islice(itertools.cycle(payloads.png_files()), start, None)
 
-    def _post(self, intended: float | None = None, context: dict[str, Any] | None = None) -> tuple[bool, int]:
+    def _post(self, intended: float | None = None, context: dict[str, Any] | None = None) -> Answer:
         t = self.target
         kwargs: dict[str, Any]
         if t.payload == "png":
@@ -62,14 +63,16 @@ class _HttpMixin:
         with self.client.post(t.path, name=t.name, catch_response=True, context=context or {}, **kwargs) as r:
             if intended is not None:  # open loop: the time counts from the intended send
                 r.request_meta["response_time"] = (time.perf_counter() - intended) * 1000
-            if r.status_code != 200:
-                r.failure(f"HTTP {r.status_code}: {(r.text or '')[:200]}")
-                return False, 0
-            issue = checks.problem(r.content or b"", compare=t.compare)
+            code = r.status_code or 0
+            if code != 200:
+                r.failure(f"HTTP {code}: {(r.text or '')[:200]}")
+                return Answer(False, code=code)
+            issue, backend = checks.answer(r.content or b"", compare=t.compare)
             if issue:
                 r.failure(issue)
-                return False, 0
-            return True, int(r.headers.get(BATCH_HEADER) or 0)
+                return Answer(False, code=code)
+            via = VIA.index(backend) if backend in VIA else 0
+            return Answer(True, int(r.headers.get(BATCH_HEADER) or 0), code, via)
 
 
 class _GrpcMixin:
@@ -85,7 +88,7 @@ class _GrpcMixin:
         reqs = payloads.grpc_requests(t.path, t.model)
         self._reqs = itertools.islice(itertools.cycle(reqs), _start_offset(self, len(reqs)), None)
 
-    def _post(self, intended: float | None = None, context: dict[str, Any] | None = None) -> tuple[bool, int]:
+    def _post(self, intended: float | None = None, context: dict[str, Any] | None = None) -> Answer:
         start = time.perf_counter()
         exc: Exception | None = None
         answer = b""
@@ -104,7 +107,7 @@ class _GrpcMixin:
             exception=exc,
             context=context or {},
         )
-        return exc is None, 0
+        return Answer(exc is None, code=200 if exc is None else 0)
 
     def on_stop(self) -> None:
         self._channel.close()
@@ -145,7 +148,7 @@ def _open(target: Target) -> type[User]:
             self.target = target
             self._setup_payloads()
 
-        def send(self, intended: float, context: dict[str, Any]) -> tuple[bool, int]:
+        def send(self, intended: float, context: dict[str, Any]) -> Answer:
             return self._post(intended, context)
 
     Open.__name__ = Open.__qualname__ = target.open_user_class

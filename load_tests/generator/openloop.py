@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import gevent
 import gevent.event
@@ -46,6 +46,16 @@ ORIGIN_MESSAGE = "load_origin"
 _user_counter = itertools.count()
 _origin_wall = gevent.event.AsyncResult()  # on a worker: the master's common origin (time.time())
 _finished = gevent.event.Event()  # this process's users have sent their whole schedule
+
+
+class Answer(NamedTuple):
+    """What one send learned: a correct answer, the server's batch size when it says (else 0), the
+    HTTP status (0: none), and which backend answered a gateway request (contracts.VIA index)."""
+
+    ok: bool
+    batch: int = 0
+    code: int = 0
+    via: int = 0
 
 
 class OpenLoopUser(User):
@@ -91,16 +101,18 @@ class OpenLoopUser(User):
 
     def _timed(self, seq: int, offset: float, intended: float) -> None:
         lag_ms = (time.perf_counter() - intended) * 1000
-        ok, batch = False, 0
+        answer = Answer(False)
         try:
-            ok, batch = self.send(intended, {"intended_s": offset, "lag_ms": lag_ms})
+            answer = self.send(intended, {"intended_s": offset, "lag_ms": lag_ms})
         finally:
             done_ms = (time.perf_counter() - intended) * 1000
-            recorder.record_done(self.target_name, seq, offset, lag_ms, done_ms, ok=ok, batch=batch)
+            recorder.record_done(
+                self.target_name, seq, offset, lag_ms, done_ms,
+                ok=answer.ok, batch=answer.batch, code=answer.code, via=answer.via,
+            )  # fmt: skip
 
-    def send(self, intended: float, context: dict[str, Any]) -> tuple[bool, int]:
-        """Send one request; fire Locust's request event with the time from ``intended``.
-        Returns (correct answer, rows in the server's batch when it says so, else 0)."""
+    def send(self, intended: float, context: dict[str, Any]) -> Answer:
+        """Send one request; fire Locust's request event with the time from ``intended``."""
         raise NotImplementedError
 
 

@@ -105,11 +105,14 @@ def record_sent(name: str, seq: int, offset: float) -> None:
     s["t"].append(offset)
 
 
-def record_done(name: str, seq: int, offset: float, lag_ms: float, ms: float, *, ok: bool, batch: int = 0) -> None:
+def record_done(
+    name: str, seq: int, offset: float, lag_ms: float, ms: float, *, ok: bool, batch: int = 0, code: int = 0,
+    via: int = 0,
+) -> None:  # fmt: skip
     d = _rec.done.get(name)
     if d is None:
         d = _rec.done[name] = {k: [] for k in DONE_FIELDS}
-    for key, value in zip(DONE_FIELDS, (seq, offset, ms, lag_ms, float(ok), batch), strict=True):
+    for key, value in zip(DONE_FIELDS, (seq, offset, ms, lag_ms, float(ok), batch, code, via), strict=True):
         d[key].append(value)
 
 

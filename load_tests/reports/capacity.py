@@ -3,6 +3,7 @@ the breakdown and the environment; ``python -m load_tests.reports.capacity DIR``
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import orjson
 
+from load_tests.reports import chaos
 from load_tests.reports.plots import PLAIN
 from load_tests.targets import BY_NAME
 
@@ -357,6 +359,7 @@ def write_capacity(out: Path, results: dict[str, Any]) -> Path:
             if (out / "sweep.md").exists()
             else []
         ),
+        *_chaos_section(out),
         "",
         "## Environment",
         "",
@@ -373,6 +376,16 @@ def write_capacity(out: Path, results: dict[str, Any]) -> Path:
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _chaos_section(out: Path) -> list[str]:
+    """The chaos runs saved beside the report (`make load-chaos --out <this folder>`), if any."""
+    runs = {}
+    for where in ("native", "compose"):
+        path = out / f"chaos-{where}.json"
+        if path.exists():
+            runs[where] = json.loads(path.read_text())
+    return ["", *chaos.section(runs)] if runs else []
 
 
 def _json_default(v: Any) -> Any:

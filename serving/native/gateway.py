@@ -12,7 +12,10 @@ from serving.native.process import ManagedProcess
 from serving.native.settings import REPO, ServingPorts
 
 
-def launcher(run_dir: Path, ports: ServingPorts, name: str = "gateway") -> ManagedProcess:
+def launcher(
+    run_dir: Path, ports: ServingPorts, name: str = "gateway", settings: dict[str, str] | None = None
+) -> ManagedProcess:
+    """``settings``: more GATEWAY_* variables (a second gateway with other limits, in tests)."""
     env = {
         "GATEWAY_PORT": str(ports.gateway),
         "GATEWAY_TFSERVING_URL": local_url(ports.tfserving_rest),
@@ -20,6 +23,7 @@ def launcher(run_dir: Path, ports: ServingPorts, name: str = "gateway") -> Manag
         "GATEWAY_TORCHSERVE_URL": local_url(ports.torchserve_inference),
         "GATEWAY_TORCHSERVE_MANAGEMENT_URL": local_url(ports.torchserve_management),
         "GATEWAY_TORCHSERVE_GRPC_ADDRESS": local_address(ports.torchserve_grpc_inference),
+        **(settings or {}),
     }
     return ManagedProcess(name, [sys.executable, "-m", "gateway.app"], run_dir / f"{name}.log", env=env, cwd=REPO)
 

@@ -22,8 +22,9 @@ from serving.native.process import free_ports
 
 
 @contextmanager
-def serve_in_thread(app: Any) -> Iterator[str]:
-    (port,) = free_ports(1)
+def serve_in_thread(app: Any, port: int | None = None) -> Iterator[str]:
+    if port is None:
+        (port,) = free_ports(1)
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", timeout_graceful_shutdown=1)
     )

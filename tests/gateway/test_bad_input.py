@@ -34,7 +34,7 @@ def _image(fmt: str, size: tuple[int, int] = (50, 50), color: int = 255) -> byte
 JSON_CASES = [
     ("invalid-json", b"{not json", 400, "not valid JSON"),
     ("not-an-object", b"[1, 2]", 422, '"instances"'),
-    ("empty", b'{"instances": []}', 422, "non-empty"),
+    ("empty", b'{"instances": []}', 422, "at least one row"),
     ("wrong-length", b'{"instances": [[0.1, 0.2]]}', 422, "row 0 has 2 values"),
     ("second-row-wrong", _body(_values(0.0) + ", [0.5]"), 422, "row 1 has 1 values"),
     ("bad-28x28", _body(str([[0.0] * 28] * 27)), 422, "row 0 is not 28x28"),

@@ -101,6 +101,24 @@ def test_circuit_breaker_opens_and_probes_back(fake) -> None:
         assert _predict(gw)[0].status_code == 200
 
 
+def test_a_restarted_backend_is_probed_as_soon_as_it_is_ready() -> None:
+    """Not after the breaker's whole pause (60 s here): the gateway watches an open circuit's backend."""
+    (port,) = free_ports(1)
+    with gateway(tfserving_url=local_url(port), breaker_failures=2, breaker_reset_s=60) as gw:
+        for _ in range(2):
+            assert _predict(gw)[0].status_code == 503
+        circuits = {b["name"]: b["circuit"] for b in httpx.get(f"{gw}/v1/backends").json()["backends"]}
+        assert circuits["tfserving"] == "open"
+        time.sleep(0.8)  # the watcher sees it down
+        backend = FakeBackend()
+        with serve_in_thread(backend.app, port):
+            start = time.monotonic()
+            while _predict(gw)[0].status_code != 200:
+                assert time.monotonic() - start < 5, "not back in rotation within 5 s of being ready"
+                time.sleep(0.1)
+            assert backend.calls == 1  # refused fast until the probe, which succeeded
+
+
 def test_compare_reports_the_dead_backend_and_answers_with_the_other(fake, serving_stack) -> None:
     (dead_port,) = free_ports(1)
     ts = local_url(serving_stack.ports.torchserve_inference)

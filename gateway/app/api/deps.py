@@ -8,6 +8,7 @@ The API-key check is the one real dependency, and the app attaches it only when 
 from __future__ import annotations
 
 import hmac
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -27,6 +28,33 @@ def settings_of(request: Request) -> Settings:
 def dataplane_of(request: Request) -> DataPlane:
     dataplane: DataPlane = request.app.state.dataplane
     return dataplane
+
+
+DEADLINE_HEADER = "x-request-timeout-ms"
+
+
+def deadline_of(request: Request) -> float | None:
+    """The client's deadline (``X-Request-Timeout-Ms``, milliseconds from now; gRPC's deadline
+    over HTTP) as a time.monotonic() instant, or None without the header."""
+    raw = request.headers.get(DEADLINE_HEADER)
+    if raw is None:
+        return None
+    try:
+        ms = float(raw)
+    except ValueError:
+        ms = float("nan")
+    if not ms == ms or ms < 0 or ms == float("inf"):  # NaN, negative, infinite
+        raise APIError(400, "invalid_header", f"X-Request-Timeout-Ms must be milliseconds >= 0, got {raw!r}")
+    return time.monotonic() + ms / 1e3
+
+
+def client_of(request: Request) -> str:
+    """Who is asking, for fair shares: the API key when one is sent, else the client's address."""
+    headers = request.headers
+    key = headers.get("x-api-key") or headers.get("authorization")
+    if key:
+        return "key:" + key
+    return "addr:" + (request.client.host if request.client else "")
 
 
 # Declared as security schemes, so the OpenAPI docs show both ways to send a key.

@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from mnist_serving import ports
 from mnist_serving.ports import local_address, local_url
 from mnist_serving.spec import (
+    MAX_EXECUTION_BATCH,
     MAX_IMAGE_BYTES,
     MAX_IMAGE_PIXELS,
     MAX_JSON_BODY_BYTES,
@@ -60,6 +61,26 @@ class Settings(BaseSettings):
 
     # `auto` routing: weight per backend name (the default sends everything to TF Serving).
     route_weights: dict[str, float] = {"tfserving": 1.0}
+
+    # Admission control per backend (gateway/app/admission.py; docs/gateway.md#overload has the
+    # measurements). The limit is one full execution batch: the most either server takes into one
+    # forward pass, so more in flight would only wait inside the server, where the gateway can no
+    # longer refuse them. On the 2-core reference machine a backend serves ~1,000 req/s through the
+    # gateway within a 20 ms p99 (docs/load-report-2cpu), ~5 in flight by Little's law: the limit
+    # leaves room for a backend slowed down (a neighbour restarting) without refusing anything.
+    # Beyond 32 in flight, what cannot start within the queue deadline is refused at once: 100 ms
+    # is ~100 requests' work at that capacity, so a brief slowdown (the chaos run: a neighbour's
+    # restart stalls the fallback server for seconds) is absorbed, and only sustained overload is
+    # refused; with 20 ms, 7 of 29,291 requests were refused during such a restart.
+    admission_limit: int = Field(MAX_EXECUTION_BATCH, ge=1, description="calls in flight per backend")
+    admission_queue: int = Field(256, ge=0, description="calls waiting per backend beyond the limit")
+    queue_timeout_ms: float = Field(100.0, gt=0, description="longest wait for a slot before a 503")
+    # Share of a backend's slots one client (API key, else address) may hold while others wait (429
+    # past it); 1 turns the check off.
+    client_share: float = Field(1.0, gt=0, le=1)
+    # `auto` falls back when its choice fails; a saturated backend is not failing, so by default its
+    # 503 stands (falling back would move the overload onto the other server).
+    fallback_on_overload: bool = False
 
     # Input limits
     max_rows: int = Field(MAX_ROWS_PER_REQUEST, ge=1)

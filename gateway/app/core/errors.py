@@ -9,6 +9,7 @@ class APIError(Exception):
     def __init__(self, status: int, type_: str, message: str, **extra: Any):
         super().__init__(message)
         self.status, self.type, self.message, self.extra = status, type_, message, extra
+        self.headers: dict[str, str] = {}  # response headers beside the body (Retry-After on refusals)
 
     def body(self) -> dict[str, Any]:
         return {"error": {"status": self.status, "type": self.type, "message": self.message, **self.extra}}

@@ -11,6 +11,8 @@ that folder and ``/metrics`` on any worker answers the sum over all of them.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -63,6 +65,19 @@ class GatewayMetrics:
             ["from_backend", "to_backend"],
             registry=self.registry,
         )
+        self.shed_requests = Counter(
+            "gateway_shed",
+            "Requests refused before reaching a backend, by reason: queue_full and queue_timeout (503), "
+            "client_share (429), deadline (504).",
+            ["backend", "reason"],
+            registry=self.registry,
+        )
+        self.shed_latency = Histogram(
+            "gateway_shed_latency_seconds",
+            "Time from arrival to a refusal's answer (503/429/504 before any backend call).",
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
         self._children: dict[tuple[Any, ...], Any] = {}
 
     def _child(self, metric: Any, *labels: str) -> Any:
@@ -81,6 +96,27 @@ class GatewayMetrics:
 
     def backend_error(self, backend: str, kind: str) -> None:
         self._child(self.backend_errors, backend, kind).inc()
+
+    def observe_shed(self, seconds: float) -> None:
+        self.shed_latency.observe(seconds)
+
+    def shed(self, backend: str, reason: str) -> None:
+        self._child(self.shed_requests, backend, reason).inc()
+
+    def watch_admissions(self, admissions: Mapping[str, Any]) -> None:
+        """In-flight and waiting calls per backend, read at scrape time (nothing on the hot path).
+        Multiprocess mode cannot read callbacks across workers: there the gauges are left out."""
+        if multiprocess():
+            return
+        inflight = Gauge(
+            "gateway_backend_in_flight", "Calls in flight per backend.", ["backend"], registry=self.registry
+        )
+        waiting = Gauge(
+            "gateway_backend_waiting", "Calls waiting for an admission slot.", ["backend"], registry=self.registry
+        )
+        for name, admission in admissions.items():
+            inflight.labels(name).set_function(partial(getattr, admission, "inflight"))
+            waiting.labels(name).set_function(partial(getattr, admission, "waiting"))
 
     def exposition(self) -> bytes:
         """The text format: this registry, or every worker's samples in multiprocess mode."""

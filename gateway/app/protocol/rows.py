@@ -58,8 +58,12 @@ def decode_instances(body: Any, max_rows: int, raw: bytes | None = None) -> np.n
     if not isinstance(body, dict) or "instances" not in body:
         raise unprocessable("missing_instances", 'body must be a JSON object with an "instances" list')
     instances = body["instances"]
-    if not isinstance(instances, list) or not instances:
-        raise unprocessable("empty_instances", '"instances" must be a non-empty list of rows')
+    if not isinstance(instances, list):
+        what = _JSON_TYPE.get(type(instances), "a number")
+        raise unprocessable("instances_not_a_list", f'"instances" is {what}; it must be a list of rows: {_SHAPE_HINT}')
+    if not instances:
+        raise unprocessable("empty_instances", f'"instances" is empty; it must hold at least one row: {_SHAPE_HINT}')
+    _refuse_unwrapped(instances)
     if len(instances) > max_rows:
         raise too_large("too_many_rows", f"{len(instances)} rows in one request; the limit is {max_rows}")
     if raw is None or may_hold_non_numbers(raw):
@@ -76,6 +80,32 @@ def decode_instances(body: Any, max_rows: int, raw: bytes | None = None) -> np.n
 
 
 _KEY = b'"instances"'
+_SHAPE_HINT = '{"instances": [row, ...]}, a row being 784 numbers in [0, 1] or 28 rows of 28'
+
+
+def _refuse_unwrapped(instances: list[Any]) -> None:
+    """The likeliest mistake: one row (or one 28x28 image) sent as "instances" itself. Refused with
+    the fix rather than read as 784 one-value rows (TF Serving would refuse it too). Two type checks
+    on the valid path."""
+    first = instances[0]
+    if type(first) in (int, float):
+        raise unprocessable(
+            "unwrapped_row",
+            f'"instances" holds {len(instances)} numbers, not rows: wrap the row in a list, '
+            '{"instances": [row]} (Python: {"instances": [x.flatten().tolist()]})',
+        )
+    if (
+        len(instances) == IMAGE_SIDE
+        and type(first) is list
+        and len(first) == IMAGE_SIDE
+        and first
+        and type(first[0]) in (int, float)
+    ):
+        raise unprocessable(
+            "unwrapped_image",
+            f'"instances" is one {IMAGE_SIDE}x{IMAGE_SIDE} image ({IMAGE_SIDE} rows of {IMAGE_SIDE} numbers), not a '
+            'list of images: wrap it in a list, {"instances": [image]} (Python: {"instances": [x.tolist()]})',
+        )
 
 
 def may_hold_non_numbers(raw: bytes) -> bool:

@@ -1,0 +1,27 @@
+"""examples/client.py, run as a user would, against the session's servers: the same real digit (a 9)
+through the gateway (image and rows) and over gRPC to each server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from mnist_serving.ports import local_address, local_url
+from serving.native.stack import ServingStack
+from tests.conftest import REPO
+
+
+def test_the_python_client_example(serving_stack: ServingStack) -> None:
+    p = serving_stack.ports
+    env = {
+        **os.environ,
+        "GATEWAY_URL": local_url(p.gateway),
+        "TFSERVING_GRPC_ADDRESS": local_address(p.tfserving_grpc),
+        "TORCHSERVE_GRPC_ADDRESS": local_address(p.torchserve_grpc_inference),
+    }
+    run = subprocess.run([sys.executable, "examples/client.py"], cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=120)  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = run.stdout.strip().splitlines()
+    assert len(lines) == 4 and all(line.endswith(": 9") for line in lines), lines
