@@ -38,6 +38,10 @@ EWMA = 0.05
 # (a slow call, the event loop's own work), and the margin keeps refusals by timeout, which cost the
 # whole deadline, rare.
 EXPECTED_WAIT_SHARE = 0.5
+# Calls observed before the expected wait is trusted: the first calls to a backend are slow (new
+# connections, a server's first runs), and one of them alone would refuse a whole burst at start-up
+# (seen in compose: 570 ms "expected" from a cold first call). Until then only the deadline refuses.
+MIN_CALLS_OBSERVED = 32
 
 
 class Shed(APIError):
@@ -61,7 +65,8 @@ class Admission:
     def __init__(self, backend: str, limit: int, queue: int, queue_timeout_s: float, client_share: float = 1.0):
         self.backend, self.limit, self.queue, self.queue_timeout_s = backend, limit, queue, queue_timeout_s
         self.inflight = 0
-        self.call_s = 0.0  # moving average of call times (0: none yet, nothing is predicted)
+        self.call_s = 0.0  # moving average of call times
+        self.calls = 0  # calls observed (nothing is predicted before MIN_CALLS_OBSERVED)
         self.place_s = 0.0  # moving average of the wait per place in the queue (0: none yet)
         self._waiters: deque[asyncio.Future[None]] = deque()
         # Per-client slot counts are kept only when shares are enforced (the default costs nothing).
@@ -89,7 +94,7 @@ class Admission:
                 raise deadline_exceeded("passed before a slot was free")
         place = len(self._waiters) + 1
         expected = place * (self.place_s or self.call_s / self.limit)
-        if expected > wait * EXPECTED_WAIT_SHARE:
+        if self.calls >= MIN_CALLS_OBSERVED and expected > wait * EXPECTED_WAIT_SHARE:
             if wait < self.queue_timeout_s:
                 raise deadline_exceeded(f"would pass before a slot is free (expected wait {expected * 1e3:.1f} ms)")
             raise overloaded(
@@ -130,6 +135,7 @@ class Admission:
 
     def observe(self, seconds: float) -> None:
         """One call's time, for the expected wait."""
+        self.calls += 1
         self.call_s = seconds if not self.call_s else self.call_s + EWMA * (seconds - self.call_s)
 
     def release(self, client: str | None = None) -> None:

@@ -13,6 +13,7 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at: float | None = None
         self._probing = False
+        self._closed_at = -float("inf")  # when a probe last closed the circuit
 
     @property
     def state(self) -> str:
@@ -38,7 +39,15 @@ class CircuitBreaker:
         """The probe this breaker let through never reached the backend (refused before the call)."""
         self._probing = False
 
+    @property
+    def proven(self) -> bool:
+        """Closed, no failure since the last success, and not just back: a backend that closed its
+        circuit less than ``reset_s`` ago (a restarted server warming up) is still on probation."""
+        return self._opened_at is None and self._failures == 0 and time.monotonic() - self._closed_at >= self._reset_s
+
     def success(self) -> None:
+        if self._opened_at is not None:
+            self._closed_at = time.monotonic()
         self._failures, self._opened_at, self._probing = 0, None, False
 
     def failure(self) -> None:

@@ -144,9 +144,12 @@ class DataPlane:
             except (BackendRejected, BackendTimeout):
                 raise  # a bad request stays bad elsewhere; a timeout already spent the time budget
             except Shed as exc:
-                if exc.status != 503 or not self.fallback_on_overload:
-                    raise  # saturated is not broken: moving its load would overload the other server too
-                log.info("auto route: %s saturated, falling back", name)
+                # Saturated is not broken: moving a healthy backend's load would overload the other
+                # server too. But one that has just failed, or is back on probation after a crash
+                # (its calls hang or crawl), is not merely saturated: the other server takes over.
+                if exc.status != 503 or not (self.fallback_on_overload or not self.breakers[name].proven):
+                    raise
+                log.info("auto route: %s at capacity, falling back", name)
                 continue
             except BackendError as exc:
                 first_error = first_error or exc

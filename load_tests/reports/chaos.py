@@ -50,13 +50,17 @@ def analyse(table: dict[str, np.ndarray], events: dict[str, float | None], victi
     ready_s = events.get("ready_s")
     ready_rel = None if ready_s is None else ready_s - kill
     end = float(t.max()) if len(t) else 0.0
+    ready_at = kill + (ready_rel if ready_rel is not None else math.inf)
+    back_at = kill + (back_s if back_s is not None else math.inf)
+    # A server can answer before its readiness check notices (compose's healthcheck runs every few
+    # seconds): then the outage ends when it answers again and there is no rejoining phase.
+    outage_end = min(ready_at, back_at)
     bounds = {
         "before": (0.0, kill),
-        "outage": (kill, kill + (ready_rel if ready_rel is not None else math.inf)),
-        "rejoining": (kill + (ready_rel if ready_rel is not None else math.inf),
-                      kill + (back_s if back_s is not None else math.inf)),
-        "after": (kill + (back_s if back_s is not None else math.inf), math.inf),
-    }  # fmt: skip
+        "outage": (kill, outage_end),
+        "rejoining": (outage_end, back_at),
+        "after": (back_at, math.inf),
+    }
     phases = {}
     for name, (lo, hi) in bounds.items():
         sel = (t >= lo) & (t < hi)
@@ -109,9 +113,12 @@ def section(runs: dict[str, dict[str, Any]], heading: str = "##") -> list[str]:
     lines = [f"{heading} Faults under load (`make load-chaos`)", ""]
     for where, run in runs.items():
         r, cfg = run["result"], run["settings"]
+        tf = {"standin": "stand-in (serving/tfserving_standin)", "real": "real server"}.get(
+            run.get("tf_implementation", "?"), run.get("tf_implementation", "?")
+        )
         lines += [
             f"**{where}**: {cfg['rate']:,.0f} req/s open loop through `auto` for {cfg['duration_s']:.0f} s; "
-            f"{r['victim']} (the routed server; TF Serving here is the {run.get('tf_implementation', '?')}) "
+            f"{r['victim']} (the routed server; TF Serving here is the {tf}) "
             f"SIGKILLed at {cfg['kill_at_s']:.0f} s; {run.get('restart', '')}. Machine: {run.get('machine', '?')}.",
             "",
             f"- failed: **{r['failed']} of {r['requests']:,} ({r['failed_share']:.3%})**"

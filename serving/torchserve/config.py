@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 CONFIG = Path(__file__).resolve().parent / "config.properties"
+# The project's log4j2 configuration: warnings and errors as JSON lines, nothing per request.
+LOG_CONFIG = Path(__file__).resolve().parent / "log4j2.xml"
 
 
 def write_config(out: Path, model_store: Path, version: int, source: Path = CONFIG) -> Path:
@@ -29,9 +31,11 @@ def write_config(out: Path, model_store: Path, version: int, source: Path = CONF
     return out
 
 
-def torchserve_argv(config: Path, model_store: Path) -> list[str]:
-    """TorchServe in the foreground with our config; token auth off (see config.properties)."""
+def torchserve_argv(config: Path, model_store: Path, log_config: Path | None = LOG_CONFIG) -> list[str]:
+    """TorchServe in the foreground with our config; token auth off (see config.properties).
+    ``log_config`` None: TorchServe's own logging (INFO, an access log; for before/after benchmarks)."""
     torchserve = str(Path(sys.executable).parent / "torchserve")
+    logging = ["--log-config", str(log_config)] if log_config is not None else []
     return [
         torchserve,
         "--start",
@@ -42,4 +46,5 @@ def torchserve_argv(config: Path, model_store: Path) -> list[str]:
         str(config),
         "--model-store",
         str(model_store),
+        *logging,
     ]

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from gateway.app.admission import EXPECTED_WAIT_SHARE, Admission, Shed
+from gateway.app.admission import EXPECTED_WAIT_SHARE, MIN_CALLS_OBSERVED, Admission, Shed
 from gateway.app.core.config import Settings
 from mnist_serving.spec import MAX_EXECUTION_BATCH
 from tests.deploy.conftest import render
@@ -131,7 +131,8 @@ def test_one_client_over_its_share_gets_429_only_under_contention() -> None:
 def test_a_request_that_cannot_start_in_time_is_refused_at_once() -> None:
     async def main() -> None:
         adm = Admission("b", limit=2, queue=100, queue_timeout_s=0.05)
-        adm.observe(0.02)  # calls take 20 ms: with 2 slots one starts every 10 ms
+        for _ in range(MIN_CALLS_OBSERVED):
+            adm.observe(0.02)  # calls take 20 ms: with 2 slots one starts every 10 ms
         await adm.acquire()
         await adm.acquire()
         queued = [asyncio.create_task(adm.acquire()) for _ in range(2)]  # 2nd expects 20 ms: in time
@@ -176,3 +177,33 @@ def test_the_gateways_limit_and_the_servers_hpas_agree(name: str) -> None:
         else:  # the server's own queue wait, in µs: far below the wait at which the gateway refuses
             target_us = float(str(metric["pods"]["target"]["averageValue"]).replace("k", "e3"))
             assert target_us < settings.queue_timeout_ms * 1e3 * EXPECTED_WAIT_SHARE / 10, server
+
+
+def test_a_circuit_closed_again_is_on_probation_for_its_reset_time() -> None:
+    from gateway.app.breaker import CircuitBreaker
+
+    breaker = CircuitBreaker(failures=1, reset_s=0.1)
+    assert breaker.proven
+    breaker.failure()
+    assert breaker.state == "open" and not breaker.proven
+    time.sleep(0.11)
+    assert breaker.allow()  # the probe
+    breaker.success()
+    assert breaker.state == "closed" and not breaker.proven  # just back
+    time.sleep(0.11)
+    assert breaker.proven
+
+
+def test_nothing_is_predicted_from_the_first_cold_calls() -> None:
+    async def main() -> None:
+        adm = Admission("b", limit=1, queue=10, queue_timeout_s=0.2)
+        adm.observe(0.5)  # one cold first call
+        await adm.acquire()
+        waiter = asyncio.create_task(adm.acquire())  # queued, not refused from one sample
+        await asyncio.sleep(0.01)
+        assert adm.waiting == 1
+        adm.release()
+        await waiter
+        adm.release()
+
+    run(main())

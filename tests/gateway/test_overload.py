@@ -98,6 +98,24 @@ def test_auto_does_not_fall_back_because_a_backend_is_saturated(fake, serving_st
         assert {b["backend"] for b in served} == {"torchserve", "torchserve-onnx"}
 
 
+def test_auto_moves_off_a_full_backend_that_has_just_failed(fake, serving_stack) -> None:
+    """A backend whose calls fail or hang (a crashed container: connections hang, slots fill) is not
+    merely saturated: once it has failed since its last success, auto takes its overflow elsewhere."""
+    backend, url = fake
+    backend.mode = "hang"
+    ts = {
+        "torchserve_url": local_url(serving_stack.ports.torchserve_inference),
+        "torchserve_management_url": local_url(serving_stack.ports.torchserve_management),
+    }
+    limits = {"admission_limit": 1, "admission_queue": 0, "backend_timeout_s": 0.5, "breaker_failures": 100}
+    with gateway(tfserving_url=url, **ts, **limits) as gw:
+        assert _post(gw)[0].status_code == 504  # one timeout: tfserving has failed since its last success
+        answers = _saturate(gw, 2)  # one holds tfserving's only slot (and times out); the other moves
+        assert sorted(r.status_code for r in answers) == [200, 504]
+        served = next(r.json() for r in answers if r.status_code == 200)
+        assert served["backend"] == "torchserve" and served["fallback_from"] == "tfserving"
+
+
 # --- Overload with the real TorchServe -------------------------------------------------------------
 
 LIMIT, QUEUE_MS = 2, 20.0  # tight, so this machine's generator can offer 3x what the gateway admits

@@ -1,0 +1,38 @@
+"""TorchServe's logging (serving/torchserve/log4j2.xml) against the real server: nothing is written
+per request, warnings and errors still are, as JSON lines in the project's shape."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import orjson
+
+from serving.native.stack import ServingStack
+
+REQUESTS = 2000
+MAX_NEW_LINES = 200  # the issue's bound; TorchServe's default config writes ~12 lines per request
+
+
+def _lines(stack: ServingStack) -> dict[Path, int]:
+    files = [*(stack.run_dir / "torchserve-logs").glob("*.log"), stack.run_dir / "torchserve.log"]
+    return {f: len(f.read_bytes().splitlines()) for f in files if f.exists()}
+
+
+def test_two_thousand_requests_write_almost_nothing(stack: ServingStack, ts_url: str, rows) -> None:
+    before = _lines(stack)
+    body = orjson.dumps({"instances": [rows[0].tolist()]})
+    with httpx.Client(timeout=30) as client:
+        for i in range(REQUESTS):
+            model = ("mnist", "mnist_onnx")[i % 2]
+            r = client.post(f"{ts_url}/predictions/{model}", content=body, headers={"Content-Type": "application/json"})
+            assert r.status_code == 200
+        bad = client.post(f"{ts_url}/predictions/mnist", content=b'{"instances": [[1, 2]]}')  # a warning's worth
+        assert bad.status_code == 400
+    after = _lines(stack)
+    new = {f.name: after[f] - before.get(f, 0) for f in after if after[f] != before.get(f, 0)}
+    assert sum(new.values()) < MAX_NEW_LINES, new
+    log = (stack.run_dir / "torchserve-logs" / "ts_log.log").read_bytes().splitlines()
+    assert log, "warnings are still written"
+    entry = orjson.loads(log[-1])  # JSON lines in the gateway's shape
+    assert set(entry) == {"ts", "level", "logger", "msg"} and entry["level"] in ("warn", "error")
