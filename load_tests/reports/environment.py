@@ -57,21 +57,11 @@ def _version(pkg: str) -> str:
         return "not installed"
 
 
-def torchserve_batching(config: Path = REPO / "serving/torchserve/config.properties") -> str:
+def torchserve_batching() -> str:
     """Each model's batchSize, maxBatchDelay and workers, read from the config TorchServe runs with."""
-    import json
-    import re
+    from serving.torchserve import config
 
-    text = re.sub(r"\\\n[ \t]*", "", config.read_text())
-    models = json.loads(next(ln for ln in text.splitlines() if ln.startswith("models=")).partition("=")[2])
-    parts = []
-    for name, versions in models.items():
-        m = next(iter(versions.values()))
-        parts.append(
-            f"{name}: batchSize {m['batchSize']}, maxBatchDelay {m['maxBatchDelay']} ms, "
-            f"{m['minWorkers']}-{m['maxWorkers']} workers"
-        )
-    return "; ".join(parts) + " (config.properties)"
+    return config.batching_summary(config.read()) + " (config.properties)"
 
 
 def environment(gateway_url: str) -> dict[str, Any]:

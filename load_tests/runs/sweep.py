@@ -93,17 +93,12 @@ def tf_batching(batch: int, delay_ms: int, executors: int, out: Path) -> Path:
 
 def ts_config(batch: int, delay_ms: int, executors: int, out: Path) -> Path:
     """The shipped config.properties with every model's batchSize, maxBatchDelay and workers replaced."""
-    text = re.sub(r"\\\n[ \t]*", "", (REPO / "serving/torchserve/config.properties").read_text())
-    lines = []
-    for line in text.splitlines():
-        if line.startswith("models="):
-            models = json.loads(line.partition("=")[2])
-            for versions in models.values():
-                for m in versions.values():
-                    m.update(batchSize=batch, maxBatchDelay=delay_ms, minWorkers=executors, maxWorkers=executors)
-            line = "models=" + json.dumps(models)
-        lines.append(line)
-    out.write_text("\n".join(lines) + "\n")
+    from serving.torchserve import config
+
+    props = config.with_models(
+        config.read(), batchSize=batch, maxBatchDelay=delay_ms, minWorkers=executors, maxWorkers=executors
+    )
+    out.write_text(config.render(props))
     return out
 
 

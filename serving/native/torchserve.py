@@ -11,14 +11,20 @@ from mnist_serving.ports import local_url
 from serving.native.process import ManagedProcess
 from serving.native.settings import ServingPorts
 from serving.torchserve.build_mar import build
-from serving.torchserve.config import CONFIG, torchserve_argv, write_config
+from serving.torchserve.config import CONFIG, LOG_CONFIG, torchserve_argv, write_config
 from serving.torchserve.ready import MODELS, all_ready, warm_frontend
 
 
 def launcher(
-    artifacts: Path, run_dir: Path, ports: ServingPorts, version: int | None = None, config_source: Path | None = None
+    artifacts: Path,
+    run_dir: Path,
+    ports: ServingPorts,
+    version: int | None = None,
+    config_source: Path | None = None,
+    log_config: Path | None = LOG_CONFIG,
 ) -> ManagedProcess:
-    """``config_source``: another config.properties (the load sweep's); default the shared one."""
+    """``config_source``: another config.properties (the load sweep's); default the shared one.
+    ``log_config`` None: TorchServe's own logging (the tuning benchmark's "before")."""
     store = run_dir / "model-store"
     build(artifacts, store, version)
     built_version = int((store / "VERSION").read_text())
@@ -37,7 +43,7 @@ def launcher(
         "LOG_LOCATION": str(run_dir / "torchserve-logs"),
         "METRICS_LOCATION": str(run_dir / "torchserve-logs"),
     }
-    argv = torchserve_argv(config, store)
+    argv = torchserve_argv(config, store, log_config)
     return ManagedProcess("torchserve", argv, run_dir / "torchserve.log", env=env, cwd=run_dir)
 
 

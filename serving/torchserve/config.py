@@ -1,33 +1,73 @@
-"""The effective config.properties: the shared file with this deployment's model store and version."""
+"""The one owner of TorchServe's ``config.properties``: nothing else reads or writes it. The
+shipped file is read here (``read``), changed as properties (``with_models``, ``without``) and
+written for a run (``write_config``: this deployment's model store and archive version)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 CONFIG = Path(__file__).resolve().parent / "config.properties"
 # The project's log4j2 configuration: warnings and errors as JSON lines, nothing per request.
 LOG_CONFIG = Path(__file__).resolve().parent / "log4j2.xml"
 
+Properties = dict[str, str]
 
-def write_config(out: Path, model_store: Path, version: int, source: Path = CONFIG) -> Path:
-    """Copy ``source`` to ``out`` with ``model_store`` set and the ``models=`` version keys set to
+
+def read(source: Path = CONFIG) -> Properties:
+    """Key -> value, in file order (Java properties: a trailing backslash continues the line)."""
+    text = re.sub(r"\\\n[ \t]*", "", source.read_text())
+    props: Properties = {}
+    for line in text.splitlines():
+        if line.strip() and not line.lstrip().startswith(("#", "!")):
+            key, _, value = line.partition("=")
+            props[key.strip()] = value.strip()
+    return props
+
+
+def render(props: Properties) -> str:
+    return "".join(f"{key}={value}\n" for key, value in props.items())
+
+
+def models(props: Properties) -> dict[str, dict[str, Any]]:
+    """Each model's settings (batchSize, maxBatchDelay, workers, ...) from ``models=``."""
+    return {name: next(iter(versions.values())) for name, versions in json.loads(props["models"]).items()}
+
+
+def with_models(props: Properties, version: str | None = None, **settings: Any) -> Properties:
+    """``props`` with ``settings`` applied to every model (and its version key set to ``version``)."""
+    current = json.loads(props["models"])
+    out = {}
+    for name, versions in current.items():
+        key, model = next(iter(versions.items()))
+        out[name] = {version or key: {**model, **settings}}
+    return {**props, "models": json.dumps(out)}
+
+
+def without(props: Properties, *keys: str) -> Properties:
+    return {k: v for k, v in props.items() if k not in keys}
+
+
+def batching_summary(props: Properties) -> str:
+    return "; ".join(
+        f"{name}: batchSize {m['batchSize']}, maxBatchDelay {m['maxBatchDelay']} ms, "
+        f"{m['minWorkers']}-{m['maxWorkers']} workers"
+        for name, m in models(props).items()
+    )
+
+
+def write_config(
+    out: Path, model_store: Path, version: int, source: Path = CONFIG, props: Properties | None = None
+) -> Path:
+    """``source`` (or ``props``) with ``model_store`` set and the ``models=`` version keys set to
     ``version`` (TorchServe refuses a version key that does not match the archive's)."""
-    # Java properties: a trailing backslash continues the line; join before editing.
-    lines = re.sub(r"\\\n[ \t]*", "", source.read_text()).splitlines()
-    out_lines = []
-    for line in lines:
-        key, _, value = line.partition("=")
-        if key == "models":
-            models = json.loads(value)
-            rewritten = {name: {str(version): next(iter(v.values()))} for name, v in models.items()}
-            line = "models=" + json.dumps(rewritten)
-        elif key == "model_store":
-            line = f"model_store={model_store.resolve()}"
-        out_lines.append(line)
-    out.write_text("\n".join(out_lines) + "\n")
+    config = with_models(props if props is not None else read(source), version=str(version))
+    config["model_store"] = str(model_store.resolve())
+    out.write_text(render(config))
     return out
 
 
@@ -48,3 +88,27 @@ def torchserve_argv(config: Path, model_store: Path, log_config: Path | None = L
         str(model_store),
         *logging,
     ]
+
+
+GENERATED_HEADER = (
+    "# Generated from serving/torchserve/config.properties by `make k8s-config` (serving/torchserve/config.py);\n"
+    "# do not edit: a test fails when it differs from what the source renders.\n"
+)
+
+
+def rendered_for_kubernetes(source: Path = CONFIG) -> str:
+    """The Kubernetes ConfigMap's config.properties: the shipped properties, without the comments
+    (they stay in the source), addresses and ports overridden in the pods by TS_* variables."""
+    return GENERATED_HEADER + render(read(source))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Render TorchServe's config.properties for a deployment.")
+    p.add_argument("--kubernetes", type=Path, required=True, help="write the ConfigMap's file here")
+    args = p.parse_args(argv)
+    args.kubernetes.write_text(rendered_for_kubernetes())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -25,8 +25,14 @@ CONFIG_SOURCES = {  # k8s/config/<file> -> the copy the native runner and compos
     "models.config": REPO / "serving/tfserving/models.config",
     "batching.config": REPO / "serving/tfserving/batching.config",
     "monitoring.config": REPO / "serving/tfserving/monitoring.config",
-    "config.properties": REPO / "serving/torchserve/config.properties",
 }
+
+
+def _torchserve_configmap_file() -> str:
+    """What TorchServe's one config owner renders for the ConfigMap (`make k8s-config`)."""
+    from serving.torchserve import config
+
+    return config.rendered_for_kubernetes()
 
 
 def _kind(objs: Objects, kind: str) -> dict[str, dict[str, Any]]:
@@ -144,12 +150,16 @@ def test_k8s_config_copies_are_byte_identical_to_the_native_ones(name: str) -> N
     assert (K8S / "config" / name).read_bytes() == CONFIG_SOURCES[name].read_bytes(), "run `make k8s-config`"
 
 
+def test_torchserve_configmap_is_what_its_owner_renders() -> None:
+    assert (K8S / "config/config.properties").read_text() == _torchserve_configmap_file(), "run `make k8s-config`"
+
+
 def test_configmaps_carry_the_shared_server_configs(rendered: dict[str, Objects]) -> None:
     for variant in ("cpu", "kserve"):
         maps = {n.rsplit("-", 1)[0]: m for n, m in _kind(rendered[variant], "ConfigMap").items()}
         tf = maps["tfserving-config"]["data"]
         assert tf["batching.config"] == CONFIG_SOURCES["batching.config"].read_text()
-        assert maps["torchserve-config"]["data"]["config.properties"] == CONFIG_SOURCES["config.properties"].read_text()
+        assert maps["torchserve-config"]["data"]["config.properties"] == _torchserve_configmap_file()
 
 
 @pytest.mark.parametrize("name", list(RENDERED))
@@ -327,8 +337,9 @@ def test_gpu_rollouts_need_no_spare_gpu_and_scaling_is_capped(rendered: dict[str
 
 
 def _torchserve_workers() -> int:
-    text = (K8S / "config/config.properties").read_text()
-    return sum(int(n) for n in re.findall(r'"maxWorkers": (\d+)', text))
+    from serving.torchserve import config
+
+    return sum(int(m["maxWorkers"]) for m in config.models(config.read(K8S / "config/config.properties")).values())
 
 
 @pytest.mark.parametrize("name", ["cpu", "gpu", "kserve"])
