@@ -381,10 +381,8 @@ def write_capacity(out: Path, results: dict[str, Any]) -> Path:
 def _chaos_section(out: Path) -> list[str]:
     """The chaos runs saved beside the report (`make load-chaos --out <this folder>`), if any."""
     runs = {}
-    for where in ("native", "compose"):
-        path = out / f"chaos-{where}.json"
-        if path.exists():
-            runs[where] = json.loads(path.read_text())
+    for path in sorted(out.glob("chaos-*.json"), key=lambda p: (not p.stem.endswith("native"), p.stem)):
+        runs[path.stem.removeprefix("chaos-")] = json.loads(path.read_text())
     return ["", *chaos.section(runs)] if runs else []
 
 

@@ -141,6 +141,8 @@ def section(runs: dict[str, dict[str, Any]], heading: str = "##") -> list[str]:
                 f"| {name} ({PHASE_HELP[name]}) | {frm} | {ph['to_s'] if ph['to_s'] is not None else 'end'} | "
                 f"{ph['requests']:,} | {ph['failed']} | {_ms(ph['p50_ms'])} | {_ms(ph['p99_ms'])} | {by} |"
             )
+        if run.get("note"):  # a reader's note added to the run's JSON afterwards
+            lines += ["", f"*Note.* {run['note']}"]
         if run.get("plot"):
             lines += ["", f"![{run['plot']}]({run['plot']})"]
         lines.append("")
