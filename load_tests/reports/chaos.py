@@ -6,6 +6,7 @@ event times (seconds from the schedule's origin), so they are tested without a s
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ def _p(values: np.ndarray, q: float) -> float:
     return float(np.percentile(values, q)) if len(values) else math.nan
 
 
-def analyse(table: dict[str, np.ndarray], events: dict[str, float | None], victim: str) -> dict[str, Any]:
+def analyse(table: dict[str, np.ndarray], events: Mapping[str, float | None], victim: str) -> dict[str, Any]:
     """``table``: stats.open_loop_table columns over the whole run (t: intended offset s, ms, ok,
     code, via); ``events``: kill_s, ready_s (the killed server READY again), circuit_open_s."""
     t, ms, ok, via = table["t"], table["ms"], table["ok"], table["via"]

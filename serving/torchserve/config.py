@@ -102,6 +102,11 @@ def rendered_for_kubernetes(source: Path = CONFIG) -> str:
     return GENERATED_HEADER + render(read(source))
 
 
+def kubernetes_file_is_current(path: Path) -> bool:
+    """Whether the ConfigMap's file is byte for byte what ``rendered_for_kubernetes`` gives now."""
+    return path.read_text() == rendered_for_kubernetes()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Render TorchServe's config.properties for a deployment.")
     p.add_argument("--kubernetes", type=Path, required=True, help="write the ConfigMap's file here")

@@ -151,7 +151,9 @@ def test_k8s_config_copies_are_byte_identical_to_the_native_ones(name: str) -> N
 
 
 def test_torchserve_configmap_is_what_its_owner_renders() -> None:
-    assert (K8S / "config/config.properties").read_text() == _torchserve_configmap_file(), "run `make k8s-config`"
+    from serving.torchserve import config
+
+    assert config.kubernetes_file_is_current(K8S / "config/config.properties"), "run `make k8s-config`"
 
 
 def test_configmaps_carry_the_shared_server_configs(rendered: dict[str, Objects]) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import pytest
 
@@ -13,8 +15,10 @@ from mnist_serving.spec import MAX_EXECUTION_BATCH
 from tests.deploy.conftest import render
 from tests.deploy.test_kubernetes import SERVERS, _kind, _pods
 
+T = TypeVar("T")
 
-def run(coro):  # type: ignore[no-untyped-def]
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
