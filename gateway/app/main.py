@@ -83,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Shed)
     async def shed(request: Request, exc: Shed) -> ORJSONResponse:
-        request.state.shed = True  # the middleware times refusals apart (gateway_shed_latency_seconds)
+        request.state.shed = exc.reason  # the middleware times refusals apart (gateway_shed_latency_seconds)
         return ORJSONResponse(exc.body(), status_code=exc.status, headers=exc.headers or None)
 
     @app.exception_handler(APIError)

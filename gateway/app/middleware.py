@@ -101,7 +101,7 @@ class GatewayMiddleware:
             elapsed = time.perf_counter() - start
             self.metrics.observe_request(_route(scope["path"]), backend, status, elapsed)
             if state and "shed" in state:
-                self.metrics.observe_shed(elapsed)
+                self.metrics.observe_shed(state["shed"], elapsed)
             request_id.reset(token)
 
 

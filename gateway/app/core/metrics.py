@@ -74,7 +74,8 @@ class GatewayMetrics:
         )
         self.shed_latency = Histogram(
             "gateway_shed_latency_seconds",
-            "Time from arrival to a refusal's answer (503/429/504 before any backend call).",
+            "Time from arrival to a refusal's answer, by reason (queue_timeout waits the queue deadline).",
+            ["reason"],
             buckets=_BUCKETS,
             registry=self.registry,
         )
@@ -97,8 +98,8 @@ class GatewayMetrics:
     def backend_error(self, backend: str, kind: str) -> None:
         self._child(self.backend_errors, backend, kind).inc()
 
-    def observe_shed(self, seconds: float) -> None:
-        self.shed_latency.observe(seconds)
+    def observe_shed(self, reason: str, seconds: float) -> None:
+        self._child(self.shed_latency, reason).observe(seconds)
 
     def shed(self, backend: str, reason: str) -> None:
         self._child(self.shed_requests, backend, reason).inc()
