@@ -76,7 +76,11 @@ def test_the_first_requests_cost_what_later_ones_do(alone: tuple[ServingPorts, s
             r = http.post(url, content=bodies[i % len(bodies)])
             times.append(time.perf_counter() - start)
             assert r.status_code == 200, r.text
-    first, median = times[:FIRST], float(np.median(times[FIRST:]))
+    first, later = times[:FIRST], np.asarray(times[FIRST:])
+    median, p99 = float(np.median(later)), float(np.percentile(later, 99))
     print(f"{model}: first {FIRST} requests {[round(t * 1000, 2) for t in first]} ms; median of the next "
-          f"{THEN} {median * 1000:.2f} ms")  # fmt: skip
-    assert all(t < 3 * median for t in first), (first, median)
+          f"{THEN} {median * 1000:.2f} ms, p99 {p99 * 1000:.2f} ms")  # fmt: skip
+    # A cold path costs tens of ms (class loading, the first forward pass); on this shared machine
+    # any single warm request can also spike to ~3x the median, so a first request counts as cold
+    # only above both 3x the median and the later requests' own p99.
+    assert all(t < max(3 * median, p99) for t in first), (first, median, p99)
