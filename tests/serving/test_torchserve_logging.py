@@ -32,7 +32,10 @@ def test_two_thousand_requests_write_almost_nothing(stack: ServingStack, ts_url:
     after = _lines(stack)
     new = {f.name: after[f] - before.get(f, 0) for f in after if after[f] != before.get(f, 0)}
     assert sum(new.values()) < MAX_NEW_LINES, new
-    log = (stack.run_dir / "torchserve-logs" / "ts_log.log").read_bytes().splitlines()
-    assert log, "warnings are still written"
-    entry = orjson.loads(log[-1])  # JSON lines in the gateway's shape
-    assert set(entry) == {"ts", "level", "logger", "msg"} and entry["level"] in ("warn", "error")
+    entries = [
+        orjson.loads(line) for line in (stack.run_dir / "torchserve-logs" / "ts_log.log").read_bytes().splitlines()
+    ]
+    assert all(set(e) == {"ts", "level", "logger", "msg"} for e in entries)  # JSON lines in the gateway's shape
+    assert any(e["level"] == "warn" for e in entries), "warnings are still written"
+    # INFO only from the frontend's start-up (version, config, listeners: how the image tests see epoll)
+    assert {e["logger"] for e in entries if e["level"] == "info"} <= {"org.pytorch.serve.ModelServer"}
