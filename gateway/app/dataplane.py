@@ -147,7 +147,8 @@ class DataPlane:
                 # Saturated is not broken: moving a healthy backend's load would overload the other
                 # server too. But one that has just failed, or is back on probation after a crash
                 # (its calls hang or crawl), is not merely saturated: the other server takes over.
-                if exc.status != 503 or not (self.fallback_on_overload or not self.breakers[name].proven):
+                moves = self.fallback_on_overload or not self.breakers[name].proven
+                if exc.status != 503 or not moves:
                     raise
                 log.info("auto route: %s at capacity, falling back", name)
                 continue
@@ -183,20 +184,17 @@ class DataPlane:
                 name, f"circuit open after repeated failures; next probe in {breaker.retry_after():.1f} s"
             )
         admission = self.admissions[name]
+        admitted = False
         try:
             await admission.acquire(client, deadline)
-        except Shed as exc:
-            breaker.release_probe()  # a probe that never ran must not keep the circuit half-open
-            self.metrics.shed(name, exc.reason)
-            raise
-        start = time.perf_counter()
-        try:
+            admitted = True
+            start = time.perf_counter()
             if deadline is None:
                 prediction = await self._predict(name, rows, json_body)
             else:
                 prediction = await self._predict_by(name, rows, json_body, deadline)
-        except Shed as exc:
-            breaker.release_probe()
+        except Shed as exc:  # refused in the queue, or the client's deadline passed
+            breaker.release_probe()  # a probe that never ran must not keep the circuit half-open
             self.metrics.shed(name, exc.reason)
             raise
         except BackendRejected as exc:
@@ -209,7 +207,8 @@ class DataPlane:
             self._mark(name, up=breaker.state == "closed")
             raise
         finally:
-            admission.release(client)
+            if admitted:
+                admission.release(client)
         breaker.success()
         self._mark(name, up=True)
         elapsed = time.perf_counter() - start

@@ -76,14 +76,21 @@ def _saturate(gw: str, n: int) -> list[httpx.Response]:
     return asyncio.run(main())
 
 
-def test_auto_does_not_fall_back_because_a_backend_is_saturated(fake, serving_stack) -> None:
-    backend, url = fake
-    backend.mode = "hang"
-    ts = {
+# One slot per backend and no queue; a hung backend times out fast; no breaker in the way.
+ONE_SLOT = {"admission_limit": 1, "admission_queue": 0, "backend_timeout_s": 0.5, "breaker_failures": 100}
+
+
+def _real_torchserve(serving_stack: ServingStack) -> dict[str, str]:
+    return {
         "torchserve_url": local_url(serving_stack.ports.torchserve_inference),
         "torchserve_management_url": local_url(serving_stack.ports.torchserve_management),
     }
-    limits = {"admission_limit": 1, "admission_queue": 0, "backend_timeout_s": 0.5, "breaker_failures": 100}
+
+
+def test_auto_does_not_fall_back_because_a_backend_is_saturated(fake, serving_stack) -> None:
+    backend, url = fake
+    backend.mode = "hang"
+    ts, limits = _real_torchserve(serving_stack), ONE_SLOT
     with gateway(tfserving_url=url, **ts, **limits) as gw:
         answers = _saturate(gw, 3)  # one holds the only slot and times out; the others are refused
         overloaded = [r for r in answers if r.status_code == 503]
@@ -103,11 +110,7 @@ def test_auto_moves_off_a_full_backend_that_has_just_failed(fake, serving_stack)
     merely saturated: once it has failed since its last success, auto takes its overflow elsewhere."""
     backend, url = fake
     backend.mode = "hang"
-    ts = {
-        "torchserve_url": local_url(serving_stack.ports.torchserve_inference),
-        "torchserve_management_url": local_url(serving_stack.ports.torchserve_management),
-    }
-    limits = {"admission_limit": 1, "admission_queue": 0, "backend_timeout_s": 0.5, "breaker_failures": 100}
+    ts, limits = _real_torchserve(serving_stack), ONE_SLOT
     with gateway(tfserving_url=url, **ts, **limits) as gw:
         assert _post(gw)[0].status_code == 504  # one timeout: tfserving has failed since its last success
         answers = _saturate(gw, 2)  # one holds tfserving's only slot (and times out); the other moves
