@@ -56,7 +56,7 @@ serve: $(ARTIFACTS)/manifest.json ## run the whole stack natively until Ctrl-C: 
 bench-servers: $(ARTIFACTS)/manifest.json ## benchmark each server hit directly: p50/p99 and req/s at 1, 8 and 32 users (~3 min)
 	$(PY) -m benchmarks.servers --artifacts $(ARTIFACTS)
 
-bench-tuning: $(ARTIFACTS)/manifest.json ## benchmark TorchServe before and after its tuning (logging), side by side beside its floor, open loop, 3 interleaved repeats (~6 min)
+bench-tuning: $(ARTIFACTS)/manifest.json ## benchmark each TorchServe tuning choice: before, tuned, and tuned with one choice undone, side by side beside the floor, open loop, 3 interleaved repeats (~13 min)
 	$(PY) -m load_tests.runs.tuning --artifacts $(ARTIFACTS) $(BENCH_ARGS)
 
 bench-gateway: $(ARTIFACTS)/manifest.json ## benchmark the gateway's own cost: it vs a bare proxy, REST vs gRPC (~3 min); BENCH_ARGS=--backend torchserve
@@ -127,8 +127,8 @@ deploy: ## kubectl apply -k the OVERLAY to the current kube context, namespace m
 k8s-images: $(ARTIFACTS)/manifest.json $(STAMP) ## build the OVERLAY's images as REGISTRY/...:<version>-<model hash> and set them in the overlay; PUSH=1 pushes (needs Docker)
 	$(PY) -m containers.images build --overlay $(OVERLAY) --registry "$(REGISTRY)" $(if $(PUSH),--push)
 
-k8s-config: $(STAMP) ## refresh k8s/config from serving/: TorchServe's config.properties rendered by its owner, TF Serving's configs copied (a test checks both)
-	cp serving/tfserving/models.config serving/tfserving/batching.config serving/tfserving/monitoring.config k8s/config/
+k8s-config: $(STAMP) ## refresh k8s/config from serving/: each server's files rendered by its config owner (a test checks them)
+	$(PY) -m serving.tfserving.config --kubernetes k8s/config
 	$(PY) -m serving.torchserve.config --kubernetes k8s/config/config.properties
 
 k8s-load: $(STAMP) ## an in-cluster Locust run (a Job per run); waits and fetches the report to reports/k8s/<run>/ (needs a cluster)

@@ -57,11 +57,30 @@ def _version(pkg: str) -> str:
         return "not installed"
 
 
+def _tf_batching() -> str:
+    from serving.tfserving import config
+
+    return config.batching_summary()
+
+
 def torchserve_batching() -> str:
     """Each model's batchSize, maxBatchDelay and workers, read from the config TorchServe runs with."""
     from serving.torchserve import config
 
     return config.batching_summary(config.read()) + " (config.properties)"
+
+
+def server_settings() -> dict[str, Any]:
+    """What the native servers of a report ran with, from the one table (serving/environments.py)."""
+    from serving.environments import TFSERVING, TORCHSERVE, Environment
+    from serving.torchserve import config
+
+    props = config.read()
+    return {
+        "torchserve_env": dict(TORCHSERVE[Environment.NATIVE].env),
+        "torchserve_tuning": {k: props[k] for k in config.TUNING_KEYS if k in props},
+        "tfserving_flags": TFSERVING[Environment.NATIVE].argv(),
+    }
 
 
 def environment(gateway_url: str) -> dict[str, Any]:
@@ -98,9 +117,8 @@ def environment(gateway_url: str) -> dict[str, Any]:
             p: _version(p) for p in ("tensorflow", "torch", "torchserve", "onnxruntime", "locust", "fastapi", "aiohttp")
         },
         "python": platform.python_version(),
-        "tf_batching": " ".join(
-            ln for ln in (REPO / "serving/tfserving/batching.config").read_text().splitlines() if ln and ln[0] != "#"
-        ),
+        "tf_batching": _tf_batching(),
+        "server_settings": server_settings(),
         "torchserve_batching": torchserve_batching(),
         "backends": backends,
         **machine_state(),

@@ -24,7 +24,6 @@ import contextlib
 import dataclasses
 import json
 import math
-import re
 import sys
 import time
 from collections.abc import Iterator
@@ -77,18 +76,12 @@ def bracket_from(qps: float) -> tuple[float, float] | None:
 
 
 def tf_batching(batch: int, delay_ms: int, executors: int, out: Path) -> Path:
-    """The shipped batching.config with the swept fields replaced."""
-    text = (REPO / "serving/tfserving/batching.config").read_text()
-    for field, value in (
-        ("max_execution_batch_size", batch),
-        ("batch_timeout_micros", delay_ms * 1000),
-        ("num_batch_threads", executors),
-    ):
-        text, n = re.subn(rf"{field} \{{ value: \d+ \}}", f"{field} {{ value: {value} }}", text)
-        if n != 1:
-            raise ValueError(f"batching.config must set {field} once")
-    out.write_text(text)
-    return out
+    """The shipped batching.config with the swept fields replaced (by its owner)."""
+    from serving.tfserving import config
+
+    return config.write_batching(
+        out, max_execution_batch_size=batch, batch_timeout_micros=delay_ms * 1000, num_batch_threads=executors
+    )
 
 
 def ts_config(batch: int, delay_ms: int, executors: int, out: Path) -> Path:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from mnist_serving.ports import local_url
+from serving.environments import TORCHSERVE, Environment
 from serving.native.process import ManagedProcess
 from serving.native.settings import ServingPorts
 from serving.torchserve.build_mar import build
@@ -22,9 +24,11 @@ def launcher(
     version: int | None = None,
     config_source: Path | None = None,
     log_config: Path | None = LOG_CONFIG,
+    env_overrides: Mapping[str, str] | None = None,
 ) -> ManagedProcess:
     """``config_source``: another config.properties (the load sweep's); default the shared one.
-    ``log_config`` None: TorchServe's own logging (the tuning benchmark's "before")."""
+    ``log_config`` None: TorchServe's own logging (the tuning benchmark's "before").
+    ``env_overrides``: on top of the native environment's settings (serving/environments.py)."""
     store = run_dir / "model-store"
     build(artifacts, store, version)
     built_version = int((store / "VERSION").read_text())
@@ -37,7 +41,8 @@ def launcher(
         "TS_METRICS_ADDRESS": local_url(ports.torchserve_metrics),
         "TS_GRPC_INFERENCE_PORT": str(ports.torchserve_grpc_inference),
         "TS_GRPC_MANAGEMENT_PORT": str(ports.torchserve_grpc_management),
-        "OMP_NUM_THREADS": "1",  # one worker per model on a small CPU; more threads only contend
+        **TORCHSERVE[Environment.NATIVE].env,
+        **(env_overrides or {}),
         "TMPDIR": str(tmp),
         "TEMP": str(tmp),
         "LOG_LOCATION": str(run_dir / "torchserve-logs"),

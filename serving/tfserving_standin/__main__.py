@@ -4,6 +4,12 @@
         --model_config_file=serving/tfserving/models.config --enable_batching=true \
         --batching_parameters_file=serving/tfserving/batching.config \
         --monitoring_config_file=serving/tfserving/monitoring.config
+
+Honoured as the real server does: the ports, the three config files, --enable_batching,
+--enable_model_warmup (the SavedModel's warmup records are replayed before serving) and
+--tensorflow_intra_op_parallelism / --tensorflow_inter_op_parallelism (the session's thread pools).
+Accepted and ignored, named in a start-up warning when given: IGNORED_FLAGS (REST runs on one event
+loop, so --rest_api_num_threads has nothing to size; the model files are read once at start).
 """
 
 from __future__ import annotations
@@ -21,8 +27,11 @@ from serving.tfserving_standin import BANNER
 
 log = logging.getLogger("tfserving_standin")
 
-# Flags the real server has that change nothing here; accepted so the same command line works.
+# Flags the real server has that change nothing here; accepted so the same command line works, and
+# named at start-up when given (serving/environments.py sets some of them for the real server).
 IGNORED_FLAGS = (
+    "rest_api_num_threads",
+    "grpc_max_threads",
     "file_system_poll_wait_seconds",
     "model_config_file_poll_wait_seconds",
     "rest_api_timeout_in_ms",
@@ -48,7 +57,6 @@ def parse_flags(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--port", type=int, default=TFSERVING_GRPC, help="gRPC port")
     p.add_argument("--rest_api_port", type=int, default=0, help="REST port (0: no REST, as in the real server)")
-    p.add_argument("--rest_api_num_threads", type=int, default=0, help="accepted; REST runs on one event loop")
     p.add_argument("--model_config_file", default="")
     p.add_argument("--model_name", default="default")
     p.add_argument("--model_base_path", default="")
@@ -57,6 +65,7 @@ def parse_flags(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--monitoring_config_file", default="")
     p.add_argument("--enable_model_warmup", type=_bool, nargs="?", const=True, default=True)
     p.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0)
+    p.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0)
     # Not a real-server flag: the real binary binds every interface; the stand-in binds loopback natively.
     p.add_argument("--bind_address", default=os.environ.get("TFSERVING_STANDIN_HOST", "127.0.0.1"))
     for name in IGNORED_FLAGS:
@@ -65,6 +74,11 @@ def parse_flags(argv: list[str] | None = None) -> argparse.Namespace:
     if not args.model_config_file and not args.model_base_path:
         p.error("either --model_config_file or --model_base_path is required")
     return args
+
+
+def ignored_flags(args: argparse.Namespace) -> list[str]:
+    """The IGNORED_FLAGS this command line gave."""
+    return [name for name in IGNORED_FLAGS if getattr(args, name) is not None]
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -84,7 +98,7 @@ async def serve(args: argparse.Namespace) -> None:
     )
     batching = configs.load_batching(args.batching_parameters_file) if args.enable_batching else None
     metrics_path = configs.load_monitoring(args.monitoring_config_file)
-    manager = ModelManager(batching, args.tensorflow_intra_op_parallelism)
+    manager = ModelManager(batching, args.tensorflow_intra_op_parallelism, args.tensorflow_inter_op_parallelism)
     manager.load(model_config, warmup=args.enable_model_warmup)
     log.info("batching: %s", batching if batching else "off")
 
@@ -160,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     log.warning(BANNER)
+    ignored = ignored_flags(args)
+    if ignored:
+        log.warning("accepted but not honoured by the stand-in: %s", ", ".join(f"--{f}" for f in ignored))
     try:
         asyncio.run(serve(args))
     except (OSError, ValueError) as exc:

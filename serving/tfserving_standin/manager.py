@@ -47,10 +47,10 @@ def select_versions(policy: Any, available: list[int]) -> list[int]:
 
 
 class ModelManager:
-    def __init__(self, batching: Batching | None, intra_op_threads: int = 0):
+    def __init__(self, batching: Batching | None, intra_op_threads: int = 0, inter_op_threads: int | None = None):
         self.models: dict[str, Model] = {}
         self._batching = batching
-        self._intra_op_threads = intra_op_threads
+        self._intra_op_threads, self._inter_op_threads = intra_op_threads, inter_op_threads
         threads = batching.num_batch_threads if batching else 4
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="session-run")
         self._batchers: dict[tuple[str, int, str], Batcher] = {}
@@ -65,7 +65,7 @@ class ModelManager:
                 raise ConfigError(f"model {cfg.name}: no SavedModel versions under {base}")
             servables = {}
             for v in chosen:
-                s = Servable(cfg.name, v, base / str(v), self._intra_op_threads)
+                s = Servable(cfg.name, v, base / str(v), self._intra_op_threads, self._inter_op_threads)
                 if warmup:
                     n = s.warmup()
                     log.info("warmed up %s version %d with %d records", cfg.name, v, n)

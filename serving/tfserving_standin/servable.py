@@ -69,11 +69,16 @@ class Signature:
 
 
 class Servable:
-    def __init__(self, name: str, version: int, path: Path, intra_op_threads: int = 0):
+    def __init__(
+        self, name: str, version: int, path: Path, intra_op_threads: int = 0, inter_op_threads: int | None = None
+    ):
+        """Thread pools as tensorflow_model_server's --tensorflow_{intra,inter}_op_parallelism (0: TF's
+        default, one per core; inter None: as intra)."""
         self.name, self.version, self.path = name, version, path
         self.graph = tf.Graph()
         config = tf.compat.v1.ConfigProto(
-            intra_op_parallelism_threads=intra_op_threads, inter_op_parallelism_threads=intra_op_threads
+            intra_op_parallelism_threads=intra_op_threads,
+            inter_op_parallelism_threads=intra_op_threads if inter_op_threads is None else inter_op_threads,
         )
         self.session = tf.compat.v1.Session(graph=self.graph, config=config)
         with self.graph.as_default():

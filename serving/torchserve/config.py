@@ -16,6 +16,14 @@ CONFIG = Path(__file__).resolve().parent / "config.properties"
 LOG_CONFIG = Path(__file__).resolve().parent / "log4j2.xml"
 
 Properties = dict[str, str]
+# The keys the tuning chose (make bench-tuning measures each; reports show them).
+TUNING_KEYS = (
+    "async_logging",
+    "vmargs",
+    "number_of_netty_threads",
+    "netty_client_threads",
+    "disable_system_metrics",
+)
 
 
 def read(source: Path = CONFIG) -> Properties:

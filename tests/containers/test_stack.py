@@ -193,6 +193,27 @@ def test_non_root_read_only_and_epoll(stack: Stack) -> None:
     assert "cannot be executed" not in text
 
 
+def test_running_containers_use_the_table(stack: Stack) -> None:
+    """The compose stack's servers run with serving/environments.py's `compose` settings: the stand-in
+    got the real server's flags and named the ones it ignores; TorchServe's JVM got the tuned flags."""
+    from serving.environments import TFSERVING, TORCHSERVE, Environment
+    from serving.tfserving import config as tf_config
+    from serving.tfserving_standin.__main__ import IGNORED_FLAGS
+    from serving.torchserve import config as ts_config
+
+    tf = stack.container("tfserving")
+    assert json.loads(inspect(tf, "{{json .Config.Cmd}}")) == tf_config.argv(Environment.COMPOSE)
+    given = [f for f in IGNORED_FLAGS if f in TFSERVING[Environment.COMPOSE].flags]
+    logs = subprocess.run(["docker", "logs", tf], capture_output=True, text=True, check=True)
+    named = "accepted but not honoured by the stand-in: " + ", ".join(f"--{f}" for f in given)
+    assert named in logs.stdout + logs.stderr
+    ts = stack.container("torchserve")
+    env = dict(e.split("=", 1) for e in json.loads(inspect(ts, "{{json .Config.Env}}")))
+    assert {k: env.get(k) for k in TORCHSERVE[Environment.COMPOSE].env} == dict(TORCHSERVE[Environment.COMPOSE].env)
+    java = [line for line in docker("top", ts, "-o", "pid,args").splitlines() if "ModelServer" in line]
+    assert java and all(flag in java[0] for flag in ts_config.read()["vmargs"].split()), java
+
+
 def test_killed_torchserve_restarts_while_the_gateway_falls_back(stack: Stack, expected) -> None:
     rows, _ = expected
     c = stack.container("torchserve")

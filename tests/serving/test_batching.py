@@ -37,7 +37,7 @@ def test_concurrent_requests_are_batched(http: httpx.Client, tf_url: str, rows: 
 
 def test_batching_config_states_the_shared_row_limits() -> None:
     from mnist_serving.spec import MAX_EXECUTION_BATCH, MAX_ROWS_PER_REQUEST
-    from serving.native.tfserving import CONFIG_DIR
+    from serving.tfserving.config import CONFIG_DIR
     from serving.tfserving_standin.configs import load_batching
 
     b = load_batching(CONFIG_DIR / "batching.config")
