@@ -9,7 +9,7 @@ TorchScript floor (load_tests/servers/floor.py):
 - ``tuned``: the shipped config.properties, log4j2.xml and the native environment
   (serving/environments.py): what ``make serve`` runs;
 - one variant per remaining choice, each the tuned configuration with that one choice undone or
-  changed (default Netty threads, default JVM, system metrics on, 2 workers per model,
+  changed (default Netty threads, default JVM, the worker decoding JSON, system metrics on, 2 workers per model,
   OMP_NUM_THREADS=2), so each
   choice is shown by what it changes alone;
 - ``no-batching``: tuned with batchSize 1, to show how much of the p50 is the 1 ms batch window
@@ -85,11 +85,13 @@ NETTY_THREADS = ("number_of_netty_threads", "netty_client_threads")
 VARIANTS = (
     Variant(
         "before", "as shipped until 2026-11-28", properties=UNTUNED_JVM,
-        drop=("async_logging", *NETTY_THREADS, "disable_system_metrics"), own_logging=True,
+        drop=("async_logging", *NETTY_THREADS, "disable_system_metrics", "decode_input_request"), own_logging=True,
     ),
     Variant("tuned", "as shipped now (config.properties, log4j2.xml, OMP_NUM_THREADS=1)"),
     Variant("netty-default", "tuned, but Netty's default threads (one per core, both pools)", drop=NETTY_THREADS),
     Variant("jvm-default", "tuned, but the JVM's default compilers and collector (C2, G1)", properties=UNTUNED_JVM),
+    Variant("worker-decodes", "tuned, but TorchServe's worker decodes JSON (decode_input_request default)",
+            drop=("decode_input_request",)),
     Variant("system-metrics", "tuned, but system metrics on (a Python process every minute)",
             drop=("disable_system_metrics",)),
     Variant("2-workers", "tuned, but 2 workers per model", models={"minWorkers": 2, "maxWorkers": 2}),

@@ -23,6 +23,7 @@ TUNING_KEYS = (
     "number_of_netty_threads",
     "netty_client_threads",
     "disable_system_metrics",
+    "decode_input_request",
 )
 
 

@@ -30,6 +30,9 @@ def test_native_torchserve_runs_with_the_native_settings(stack: ServingStack) ->
     # The JVM flags of config.properties reached the JVM (the Python CLI reads vmargs from it).
     for flag in ts_config.read()["vmargs"].split():
         assert flag in java.cmdline(), flag
+    # decode_input_request reached the Python workers: they hand JSON bodies to the handler undecoded.
+    workers = [p for p in java.children() if "model_service_worker" in " ".join(p.cmdline())]
+    assert workers and {w.environ().get("TS_DECODE_INPUT_REQUEST") for w in workers} == {"false"}
 
 
 def test_native_tfserving_runs_with_the_native_flags(stack: ServingStack) -> None:

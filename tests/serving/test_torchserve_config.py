@@ -42,6 +42,7 @@ def test_the_tuning_is_in_the_shipped_file() -> None:
     assert set(config.TUNING_KEYS) <= set(props)
     assert props["number_of_netty_threads"] == props["netty_client_threads"] == "1"
     assert props["disable_system_metrics"] == "true"
+    assert props["decode_input_request"] == "false"  # the handler decodes JSON itself (orjson)
     assert {"-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"} <= set(props["vmargs"].split())
 
 
