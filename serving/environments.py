@@ -12,11 +12,13 @@ Where each environment gets them: ``native`` from ``serving/native`` (the launch
 ``compose`` and ``compose-gpu`` from docker-compose.yml / docker-compose.gpu.yml and the images'
 defaults; ``kubernetes`` and ``kubernetes-gpu`` from k8s/base and k8s/overlays/gpu (and the KServe
 overlays alike). The YAML states the values so a reader sees them where they apply;
-tests/serving/test_environments.py fails when any of them differs from this table.
+tests/deploy/test_server_settings.py fails when any of them differs from this table, and
+tests/serving/test_environments.py checks the running native servers against it.
 
-Why these values: every CPU value was measured on the 2-core machine by ``make bench-tuning`` (the
-table in docs/load-testing.md#tuning); the GPU values follow the GPU pods' 4-CPU limit and were not
-measured here (no GPU machine; TF Serving has not run on one in this project).
+Why these values: TorchServe's CPU values were measured on the 2-core machine by ``make
+bench-tuning`` (docs/load-testing.md#tuning). TF Serving's are reasoned, not measured: the real
+server cannot run here, and the stand-in's threading is not the C++ server's. The GPU values follow
+the GPU pods' 4-CPU limit and were not measured (no GPU machine was available for them).
 """
 
 from __future__ import annotations

@@ -9,9 +9,8 @@ TorchScript floor (load_tests/servers/floor.py):
 - ``tuned``: the shipped config.properties, log4j2.xml and the native environment
   (serving/environments.py): what ``make serve`` runs;
 - one variant per remaining choice, each the tuned configuration with that one choice undone or
-  changed (default Netty threads, default JVM, the worker decoding JSON, system metrics on, 2 workers per model,
-  OMP_NUM_THREADS=2), so each
-  choice is shown by what it changes alone;
+  changed (default Netty threads, default JVM, the worker decoding JSON, system metrics on,
+  2 workers per model, OMP_NUM_THREADS=2), so each choice is shown by what it changes alone;
 - ``no-batching``: tuned with batchSize 1, to show how much of the p50 is the 1 ms batch window
   (batching itself is the batching sweep's choice, not this bench's).
 
