@@ -2,8 +2,9 @@
 ``--servers torchserve`` (``make serve SERVERS=torchserve``) runs a subset, e.g. TorchServe alone on
 a GPU machine with no TensorFlow.
 
-A server that crashes is restarted with exponential backoff while the others keep serving (the
-gateway answers 503 for it, and ``auto`` falls back); a crash loop leaves it down and says so.
+A server that crashes, hangs (stops answering its liveness check) or is not ready within its start
+budget is killed and restarted with exponential backoff while the others keep serving (the gateway
+answers 503 for it, and ``auto`` falls back); a crash loop leaves it down and says so.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from serving.native.process import StartError
 from serving.native.stack import SERVERS, ServingStack
 from serving.native.supervisor import RestartPolicy
 
-TICK_S = 0.5  # how often the supervisor looks at its processes
+TICK_S = 0.5  # how often the supervisor looks at its processes; its checks run off this thread
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,11 +60,12 @@ def main(argv: list[str] | None = None) -> int:
         print("Ctrl-C stops everything.", flush=True)
         supervisor = stack.supervisor(policy, notify=lambda line: print(line, flush=True))
         while not stop.wait(TICK_S):
-            supervisor.tick()
+            supervisor.tick()  # restarts, start budgets and the liveness checks
     finally:
         print("stopping ...", flush=True)
+        started = time.monotonic()
         stack.stop()
-        print("stopped.", flush=True)
+        print(f"stopped. ({time.monotonic() - started:.1f} s)", flush=True)
     return 0
 
 

@@ -29,4 +29,13 @@ def launcher(
 
 
 def ready(ports: ServingPorts) -> bool:
+    """At least one backend ready behind it (start-up)."""
     return httpx.get(local_url(ports.gateway, "/readyz"), timeout=2).status_code == 200
+
+
+def live(ports: ServingPorts, timeout: float = 2.0) -> bool:
+    """Liveness, and the supervisor's "started" (its readiness depends on backends the supervisor
+    restarts on their own): the gateway answers ``/healthz`` at all (an overloaded one that sheds
+    it with a 503 still answers)."""
+    httpx.get(local_url(ports.gateway, "/healthz"), timeout=timeout)
+    return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -11,14 +12,19 @@ from pathlib import Path
 from mnist_serving.ports import local_address, local_url
 from mnist_serving.spec import ONNX_MODEL_NAME, TF_MODEL_NAME, TORCH_MODEL_NAME
 from serving.native import gateway, tfserving, torchserve
-from serving.native.process import ManagedProcess, StartError, check_ports_free
+from serving.native.process import ManagedProcess, StartError, check_ports_free, stop_all
 from serving.native.settings import ServingPorts
-from serving.native.supervisor import Notify, RestartPolicy, Supervisor
+from serving.native.supervisor import Health, Notify, RestartPolicy, Supervisor
 
 SERVERS = ("tfserving", "torchserve")  # the model servers a stack can run; the gateway comes on top
 TFSERVING_READY_TIMEOUT_S = 120.0
 TORCHSERVE_READY_TIMEOUT_S = 180.0  # JVM start plus one Python worker per model
 GATEWAY_READY_TIMEOUT_S = 30.0
+START_TIMEOUTS_S = {
+    "tfserving": TFSERVING_READY_TIMEOUT_S,
+    "torchserve": TORCHSERVE_READY_TIMEOUT_S,
+    "gateway": GATEWAY_READY_TIMEOUT_S,
+}  # also each one's start budget when the supervisor restarts it
 
 
 @dataclass
@@ -42,10 +48,7 @@ class ServingStack:
     def start(self) -> None:
         if not (self.artifacts / "manifest.json").exists():
             raise StartError(f"no trained models in {self.artifacts}: run `make train` first")
-        wanted = {k: v for k, v in self.ports.as_dict().items() if k.split("_")[0] in (*self.servers, "gateway")}
-        if not self.with_gateway:
-            wanted.pop("gateway")
-        check_ports_free(wanted)
+        check_ports_free(self.owned_ports(*self.servers, *(["gateway"] if self.with_gateway else [])))
         self.run_dir.mkdir(parents=True, exist_ok=True)
         launchers = {
             "tfserving": (lambda: tfserving.launcher(self.artifacts, self.run_dir, self.ports),
@@ -78,15 +81,31 @@ class ServingStack:
             raise
 
     def supervisor(self, policy: RestartPolicy | None = None, notify: Notify = print) -> Supervisor:
-        """A supervisor that restarts any of this stack's processes when it crashes."""
+        """A supervisor that restarts any of this stack's processes when it crashes, hangs (stops
+        answering its liveness check) or is not ready within its start budget."""
         sup = Supervisor(policy, notify)
         for p in self.processes:
-            sup.watch(p, self.readiness[p.name])
+            sup.watch(p, self.health(p.name, sup.policy))
         return sup
 
+    def health(self, name: str, policy: RestartPolicy) -> Health:
+        """What the supervisor checks of process ``name``: readiness ("model ready") while it starts,
+        liveness ("it answers", with the probe's timeout) once ready, and its ports."""
+        ports = self.ports
+        timeout = policy.liveness.timeout_s
+        live = {"tfserving": tfserving.live, "torchserve": torchserve.live, "gateway": gateway.live}[name]
+        # The gateway's readiness needs a ready backend, and the supervisor restarts those on their
+        # own: for the gateway "started" is its liveness.
+        ready = functools.partial(live, ports, timeout) if name == "gateway" else self.readiness[name]
+        return Health(ready, functools.partial(live, ports, timeout), START_TIMEOUTS_S[name], self.owned_ports(name))
+
+    def owned_ports(self, *names: str) -> dict[str, int]:
+        """The ports the processes ``names`` listen on, by role (torchserve_inference=8080 ...)."""
+        return {role: port for role, port in self.ports.as_dict().items() if role.split("_")[0] in names}
+
     def stop(self) -> None:
-        for p in reversed(self.processes):
-            p.stop()
+        """All at once, in one grace period (process.STOP_GRACE_S): a few seconds, not one each."""
+        stop_all(self.processes)
         self.processes.clear()
 
     def endpoints(self) -> dict[str, str]:

@@ -38,6 +38,12 @@ def launcher(artifacts: Path, run_dir: Path, ports: ServingPorts, batching: Path
     return ManagedProcess("tfserving", argv, run_dir / "tfserving.log", cwd=SERVING.parent)
 
 
+def live(ports: ServingPorts, timeout: float) -> bool:
+    """Liveness: the model status GET gets an answer at all (what it says is readiness's business)."""
+    httpx.get(local_url(ports.tfserving_rest, config.STATUS_PATH), timeout=timeout)
+    return True
+
+
 def ready(ports: ServingPorts) -> bool:
     """Every loaded version AVAILABLE: the rule of serving/tfserving/config.py's READY_COMMAND."""
     r = httpx.get(local_url(ports.tfserving_rest, config.STATUS_PATH), timeout=2)

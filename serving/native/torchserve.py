@@ -63,6 +63,13 @@ def ready(ports: ServingPorts) -> bool:
     return all_ready(lambda name: describe(ports, name))
 
 
+def live(ports: ServingPorts, timeout: float) -> bool:
+    """Liveness: the frontend answers ``/ping`` on the inference port, whatever it says (it says
+    Unhealthy while TorchServe replaces a worker, which it does by itself)."""
+    httpx.get(local_url(ports.torchserve_inference, "/ping"), timeout=timeout)
+    return True
+
+
 def warm(ports: ServingPorts) -> None:
     """Warm TorchServe's own request path (every worker is READY already): serving/torchserve/ready.py."""
     warm_frontend(local_url(ports.torchserve_inference))

@@ -12,6 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from mnist_serving import ports
 from mnist_serving import spec as contract
 from mnist_serving.spec import K8S_NAMESPACE
 from tests.conftest import REPO
@@ -21,6 +22,8 @@ from tests.deploy.kube import restricted_violations, validate
 Objects = list[dict[str, Any]]
 K8S = REPO / "k8s"
 SERVERS = ("tfserving", "torchserve")
+WITH_GATEWAY = [n for n in RENDERED if n != "load-test"]  # every variant that deploys the stack
+API_KEYS_SECRET = "gateway-api-keys"  # docs/kubernetes.md says how to create it
 
 
 def _torchserve_configmap_file() -> str:
@@ -179,15 +182,29 @@ def test_every_configmap_a_pod_mounts_exists(rendered: dict[str, Objects], name:
 # ---- wiring and hardening ------------------------------------------------------------------------
 
 
+def _templates(objs: Objects) -> list[tuple[dict[str, str], list[dict[str, Any]]]]:
+    """(pod labels, containers) of every pod template: Deployments, Jobs and KServe predictors."""
+    out = [
+        (o["spec"]["template"]["metadata"]["labels"], o["spec"]["template"]["spec"]["containers"])
+        for o in objs
+        if o["kind"] in ("Deployment", "Job")
+    ]
+    return out + [
+        (o["spec"]["predictor"]["labels"], o["spec"]["predictor"]["containers"])
+        for o in objs
+        if o["kind"] == "InferenceService"
+    ]
+
+
 @pytest.mark.parametrize("name", list(RENDERED))
 def test_services_select_pods_and_target_real_ports(rendered: dict[str, Objects], name: str) -> None:
-    templates = [o["spec"]["template"] for o in rendered[name] if o["kind"] in ("Deployment", "Job")]
+    templates = _templates(rendered[name])
     for svc in _kind(rendered[name], "Service").values():
         selector = svc["spec"]["selector"]
-        matches = [t for t in templates if selector.items() <= t["metadata"]["labels"].items()]
+        matches = [containers for labels, containers in templates if selector.items() <= labels.items()]
         assert matches, f"service {svc['metadata']['name']} selects no pod"
-        ports = {p["name"] for t in matches for c in t["spec"]["containers"] for p in c.get("ports", [])}
-        numbers = {p["containerPort"] for t in matches for c in t["spec"]["containers"] for p in c.get("ports", [])}
+        ports = {p["name"] for cs in matches for c in cs for p in c.get("ports", [])}
+        numbers = {p["containerPort"] for cs in matches for c in cs for p in c.get("ports", [])}
         for port in svc["spec"]["ports"]:
             assert port["targetPort"] in ports | numbers, (svc["metadata"]["name"], port)
 
@@ -382,11 +399,77 @@ def test_ingress_admits_what_the_gateway_accepts_and_hides_metrics(rendered: dic
     assert all(p["backend"]["service"]["name"] == "gateway" for p in paths)
 
 
-def test_gateway_reads_api_keys_from_an_optional_secret(rendered: dict[str, Objects]) -> None:
-    env = _main_container(_pods(rendered["cpu"])["gateway"])["env"]
-    (keys,) = [e for e in env if e["name"] == "GATEWAY_API_KEYS"]
-    ref = keys["valueFrom"]["secretKeyRef"]
-    assert ref["optional"] is True and ref["name"] and ref["key"]
+def _gateway_env(objs: Objects) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in _main_container(_pods(objs)["gateway"])["env"]}
+
+
+@pytest.mark.parametrize("name", WITH_GATEWAY)
+def test_auth_fails_closed_without_the_secret(rendered: dict[str, Objects], name: str) -> None:
+    """No Secret: the pod does not start (optional false); no key: the gateway refuses to start."""
+    env = _gateway_env(rendered[name])
+    ref = env["GATEWAY_API_KEYS"]["valueFrom"]["secretKeyRef"]
+    assert ref["optional"] is False and ref["name"] == API_KEYS_SECRET and ref["key"]
+    assert env["GATEWAY_REQUIRE_API_KEYS"]["value"] == "true"
+    worker = _main_container(_kind(rendered["load-test"], "Job")["locust-worker"]["spec"]["template"]["spec"])
+    (load_ref,) = [e["valueFrom"]["secretKeyRef"] for e in worker["env"] if e["name"] == "GATEWAY_API_KEYS"]
+    assert load_ref == ref  # the load test authenticates with the same Secret
+
+
+@pytest.mark.parametrize("name", WITH_GATEWAY)
+def test_the_gateway_never_calls_torchserve_management(rendered: dict[str, Objects], name: str) -> None:
+    assert _gateway_env(rendered[name])["GATEWAY_TORCHSERVE_MANAGEMENT_URL"]["value"] == ""
+
+
+@pytest.mark.parametrize("name", WITH_GATEWAY)
+def test_torchserve_management_listens_on_the_pods_loopback_only(rendered: dict[str, Objects], name: str) -> None:
+    """Reachable by the pod itself (its readiness probe), by nothing outside: no container port, no
+    Service port, bound to loopback."""
+    management = {ports.TORCHSERVE_MANAGEMENT, ports.TORCHSERVE_GRPC_MANAGEMENT}
+    pods = _pods(rendered[name])
+    (ts,) = [_main_container(p) for n, p in pods.items() if n.endswith("torchserve")]
+    env = {e["name"]: e.get("value") for e in ts["env"]}
+    assert env["TS_MANAGEMENT_ADDRESS"] == ports.local_url(ports.TORCHSERVE_MANAGEMENT)
+    assert env["TS_GRPC_MANAGEMENT_ADDRESS"] == ports.LOOPBACK
+    assert not {p["containerPort"] for p in ts["ports"]} & management
+    for svc in _kind(rendered[name], "Service").values():
+        assert not {p["port"] for p in svc["spec"]["ports"]} & management, svc["metadata"]["name"]
+
+
+@pytest.mark.parametrize("name", WITH_GATEWAY)
+def test_grpc_is_balanced_over_headless_services(rendered: dict[str, Objects], name: str) -> None:
+    """dns:///<headless Service>:<port>: the gateway's channel resolves every ready pod (round robin)."""
+    env = _gateway_env(rendered[name])
+    services = _kind(rendered[name], "Service")
+    templates = _templates(rendered[name])
+    for server, variable, port in (
+        ("tfserving", "GATEWAY_TFSERVING_GRPC_ADDRESS", ports.TFSERVING_GRPC),
+        ("torchserve", "GATEWAY_TORCHSERVE_GRPC_ADDRESS", ports.TORCHSERVE_GRPC_INFERENCE),
+    ):
+        match = re.fullmatch(r"dns:///([a-z0-9-]+):(\d+)", env[variable]["value"])
+        assert match, env[variable]
+        svc = services[match[1]]["spec"]
+        assert int(match[2]) == port and svc["clusterIP"] == "None" and not svc.get("publishNotReadyAddresses")
+        assert [p["targetPort"] for p in svc["ports"]] == [port]
+        selected = [cs for labels, cs in templates if svc["selector"].items() <= labels.items()]
+        assert selected and all(port in {p["containerPort"] for c in cs for p in c["ports"]} for cs in selected)
+        assert all(
+            labels["app.kubernetes.io/name"] == server
+            for labels, _ in templates
+            if svc["selector"].items() <= labels.items()
+        )
+
+
+@pytest.mark.parametrize("name", list(RENDERED))
+def test_every_emptydir_has_a_size_limit(rendered: dict[str, Objects], name: str) -> None:
+    """Sized from what each server writes (comments beside them); on a GPU /tmp also holds CUDA's cache."""
+    gpu = name in GPU_PODS
+    for pod_name, pod in _pods(rendered[name]).items():
+        for v in pod.get("volumes", []):
+            if "emptyDir" in v:
+                limit = v["emptyDir"].get("sizeLimit")
+                assert limit, (pod_name, v["name"])
+                if gpu and v["name"] == "tmp" and pod_name in GPU_PODS[name]:
+                    assert _mebibytes(limit.lower().removesuffix("i")) >= 1024 + 128, (pod_name, limit)
 
 
 # ---- shutdown, scale, availability ---------------------------------------------------------------
@@ -440,38 +523,6 @@ def test_serving_signal_hpas_use_the_adapter_rules(rendered: dict[str, Objects])
 # ---- network policies and monitoring -------------------------------------------------------------
 
 
-def _selected(policy: dict[str, Any], objs: Objects) -> set[str]:
-    labels = policy["spec"]["podSelector"].get("matchLabels", {})
-    return {
-        d["metadata"]["name"]
-        for d in objs
-        if d["kind"] == "Deployment" and labels.items() <= d["spec"]["template"]["metadata"]["labels"].items()
-    }
-
-
-def test_network_policies_leave_the_gateway_as_the_only_way_in(rendered: dict[str, Objects]) -> None:
-    objs = rendered["cpu"]
-    policies = _kind(objs, "NetworkPolicy")
-    deny = policies["default-deny-ingress"]["spec"]
-    assert deny["podSelector"] == {} and deny["policyTypes"] == ["Ingress"] and "ingress" not in deny
-    for name, policy in policies.items():
-        for rule in policy["spec"].get("ingress", []):
-            sources = rule.get("from")
-            if sources is None:  # open to any source: only the gateway may be
-                assert _selected(policy, objs) == {"gateway"}, name
-            elif any("namespaceSelector" in s for s in sources):  # monitoring: metrics ports only
-                assert sources == [
-                    {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
-                ]
-                assert {p["port"] for p in rule["ports"]} == {8000, 8501, 8082}
-            else:
-                assert [s["podSelector"]["matchLabels"] for s in sources] == [
-                    {"app.kubernetes.io/name": "gateway"},
-                    {"app.kubernetes.io/component": "load-test"},
-                ]
-                assert _selected(policy, objs) == set(SERVERS)
-
-
 def test_metrics_ports_admitted_from_monitoring_are_the_scraped_ones(rendered: dict[str, Objects]) -> None:
     objs = rendered["cpu-prometheus"]
     services = _kind(objs, "Service")
@@ -522,8 +573,8 @@ def test_kserve_variant_points_the_gateway_at_the_predictors(rendered: dict[str,
     assert first_port == {"mnist-tfserving": 8501, "mnist-torchserve": 8080}  # KServe maps it to port 80
     assert env["GATEWAY_TFSERVING_URL"] == "http://mnist-tfserving-predictor:80"
     assert env["GATEWAY_TORCHSERVE_URL"] == "http://mnist-torchserve-predictor:80"
-    assert env["GATEWAY_TORCHSERVE_MANAGEMENT_URL"] == "http://mnist-torchserve-predictor:8081"
-    assert env["GATEWAY_TFSERVING_GRPC_ADDRESS"] == "mnist-tfserving-predictor:8500"
+    assert env["GATEWAY_TORCHSERVE_MANAGEMENT_URL"] == ""  # out of reach, as in every variant
+    assert env["GATEWAY_TFSERVING_GRPC_ADDRESS"] == f"dns:///tfserving-grpc:{ports.TFSERVING_GRPC}"  # headless
 
 
 # ---- load test ------------------------------------------------------------------------------------
@@ -533,7 +584,7 @@ def test_load_test_jobs_are_bounded_and_write_per_run(rendered: dict[str, Object
     jobs = _kind(rendered["load-test"], "Job")
     assert set(jobs) == {"locust-master", "locust-worker"}
     master = jobs["locust-master"]["spec"]["template"]["spec"]
-    env = {e["name"]: e["value"] for e in _main_container(master)["env"]}
+    env = {e["name"]: e.get("value") for e in _main_container(master)["env"]}
     assert env["GATEWAY_URL"] == "http://gateway:8000" and "--headless" in _main_container(master)["args"]
     for key in ("LOCUST_CSV", "LOCUST_HTML", "LOAD_EXACT_OUT"):
         assert env[key].startswith("/reports/$(LOAD_RUN)/"), key
