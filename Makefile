@@ -33,7 +33,7 @@ $(STAMP): requirements/*.txt
 $(ARTIFACTS)/manifest.json: | $(STAMP)
 	$(PY) -m training.train --out $(ARTIFACTS) --version $(VERSION) $(TRAIN_ARGS)
 
-train: $(STAMP) ## train both models (~2 min on 2 cores); VERSION=N writes a new model version, TRAIN_ARGS="--data mnist.npz"
+train: $(STAMP) ## train both models (~2 min on 2 cores): SavedModel, TorchScript, ONNX and .mar archives of VERSION (default 1; others are kept), listed in artifacts/manifest.json; TRAIN_ARGS="--data mnist.npz" or "--same-weights pytorch"
 	$(PY) -m training.train --out $(ARTIFACTS) --version $(VERSION) $(TRAIN_ARGS)
 
 test: $(STAMP) ## the whole test suite with real servers on free ports (~8 min on 2 cores; needs Java, no Docker)
@@ -47,8 +47,8 @@ lint: $(STAMP) ## ruff and mypy (~1 min)
 serve-models: $(ARTIFACTS)/manifest.json ## run only TF Serving and TorchServe natively until Ctrl-C
 	$(PY) -m serving.native --artifacts $(ARTIFACTS) --no-gateway
 
-mar: $(ARTIFACTS)/manifest.json ## package the TorchScript and ONNX models as TorchServe model archives in artifacts/model-store
-	$(PY) -m serving.torchserve.build_mar --artifacts $(ARTIFACTS) --out $(ARTIFACTS)/model-store
+mar: $(ARTIFACTS)/manifest.json ## rebuild every version's TorchServe archives (artifacts/model-store/mnist-vN.mar, mnist_onnx-vN.mar) after a handler change, and their sha256 in the manifest (make train builds them)
+	$(PY) -m training.archives --artifacts $(ARTIFACTS)
 
 serve: $(ARTIFACTS)/manifest.json ## run the whole stack natively until Ctrl-C: both model servers and the gateway on :8000 (trains first if needed; ~1 min to start); SERVERS=torchserve runs a subset
 	$(PY) -m serving.native --artifacts $(ARTIFACTS) $(if $(SERVERS),--servers $(SERVERS))
@@ -65,13 +65,13 @@ bench-gateway: $(ARTIFACTS)/manifest.json ## benchmark the gateway's own cost: i
 bench-validation: $(STAMP) ## benchmark how fast the gateway checks a request body (decoding, type scan, pydantic; ~30 s)
 	$(PY) -m gateway.benchmarks.validation
 
-load: $(ARTIFACTS)/manifest.json ## capacity report: the highest rate each server holds within a p99 SLO, beside its floor, 3 repeats (~50 min) -> reports/<time>/; LOAD_ARGS="--list-targets"
+load: $(ARTIFACTS)/manifest.json ## capacity report: QPS at a p99 SLO of each direct server beside the floor it matches, in blocks until every 95 % interval is within ±10 % (≤ 45 min on 2 cores) -> reports/<time>/; LOAD_ARGS="--list-targets"
 	$(PY) -m load_tests.runs.capacity --artifacts $(ARTIFACTS) $(LOAD_ARGS)
 
-bench-generator: $(ARTIFACTS)/manifest.json ## benchmark the load generator itself: send precision and CPU at 500-2,000+ req/s (~1 min)
+bench-generator: $(ARTIFACTS)/manifest.json ## benchmark the load generator itself: send lag and whole CPU at 500-2,000+ req/s (~1 min); BENCH_ARGS="--sender spin" for the old sender
 	$(PY) -m load_tests.runs.calibration $(BENCH_ARGS)
 
-gpu-report: $(ARTIFACTS)/manifest.json ## on an NVIDIA GPU machine: GPU vs CPU, TorchServe on the GPU, capacity beside the floors (~8 min) -> reports/gpu-<time>/
+gpu-report: $(ARTIFACTS)/manifest.json ## on an NVIDIA GPU machine: GPU vs CPU, TorchServe on the GPU, capacity beside the floors (~10 min) -> reports/gpu-<time>/
 	$(PY) -m load_tests.runs.gpu --artifacts $(ARTIFACTS)
 
 load-sweep: $(ARTIFACTS)/manifest.json ## batching sweep per server (max batch x delay), both bests re-measured 3x (~40 min) -> reports/sweep-<time>/

@@ -35,6 +35,12 @@ STABLE_LABEL: Final = "stable"
 MAX_ROWS_PER_REQUEST: Final = 256
 # Rows one forward pass / session run takes: larger requests are split and reassembled in order.
 MAX_EXECUTION_BATCH: Final = 32
+# What each server's own queue holds: the gateway never lets its adaptive limit (rows in flight per
+# backend) exceed it. TF Serving: batching.config's max_enqueued_batches x max_execution_batch_size;
+# TorchServe: config.properties' job_queue_size (jobs, each at least one row). Tests keep both equal
+# to the config owners (serving/tfserving/config.py, serving/torchserve/config.py).
+TFSERVING_QUEUE_ROWS: Final = 100 * MAX_EXECUTION_BATCH
+TORCHSERVE_QUEUE_JOBS: Final = 1000
 
 # Input limits of the gateway (GATEWAY_MAX_* override them): a JSON body, an uploaded image file and
 # its decoded pixels. The Kubernetes Ingress admits the largest body these allow (a test checks).
@@ -48,3 +54,9 @@ REQUIRE_GPU_ENV: Final = "REQUIRE_GPU"
 
 # The Kubernetes namespace every manifest under k8s/ deploys into.
 K8S_NAMESPACE: Final = "mnist-serving"
+
+# An answer is uncertain (the gateway's `"uncertain": true`) when its top probability is strictly
+# below this. Chosen by a stated rule on development sets of digits and non-digits (letters, noise,
+# shapes, a cat...), then measured on the reported ones for both models: false alarms on real
+# digits and detections of non-digits, `python -m training.uncertainty` (docs/training.md#uncertain-answers).
+UNCERTAIN_BELOW: Final = 0.75

@@ -71,7 +71,8 @@ class EvalSet:
         return np.stack([decode_image(img, MAX_PIXELS).reshape(INPUT_DIM) for img in self.images])
 
 
-def _encode(gray: np.ndarray, rng: np.random.Generator) -> bytes:
+def encode(gray: np.ndarray, rng: np.random.Generator) -> bytes:
+    """A grayscale array as a user's file: JPEG (phone photos) or PNG, half each."""
     img = Image.fromarray(np.clip(gray, 0, 255).astype(np.uint8), mode="L")
     buf = io.BytesIO()
     if rng.random() < 0.5:  # phone photos arrive as JPEG
@@ -82,14 +83,20 @@ def _encode(gray: np.ndarray, rng: np.random.Generator) -> bytes:
 
 
 def _printed_one(digit: int, font: ImageFont.FreeTypeFont, rng: np.random.Generator) -> bytes:
+    return printed_text(str(digit), font, rng)
+
+
+def printed_text(text: str, font: ImageFont.FreeTypeFont, rng: np.random.Generator) -> bytes:
+    """``text`` printed in ``font`` and photographed or scanned: paper, ink, offsets, a small
+    rotation, blur, uneven light, sensor noise, PNG or JPEG (training/nondigits.py prints letters)."""
     paper, ink = float(rng.uniform(185, 255)), float(rng.uniform(0, 90))
-    left, top, right, bottom = font.getbbox(str(digit))
+    left, top, right, bottom = font.getbbox(text)
     w, h = right - left, bottom - top
     cw, ch = int(w * rng.uniform(1.4, 3.2)) + 8, int(h * rng.uniform(1.3, 2.6)) + 8
     x = rng.uniform(4, max(5, cw - w - 4)) - left
     y = rng.uniform(4, max(5, ch - h - 4)) - top
     img = Image.new("L", (cw, ch), 255)
-    ImageDraw.Draw(img).text((x, y), str(digit), font=font, fill=0)
+    ImageDraw.Draw(img).text((x, y), text, font=font, fill=0)
     img = img.rotate(float(rng.uniform(-7, 7)), resample=Image.Resampling.BICUBIC, fillcolor=255)
     blur = float(rng.uniform(0, 1.3)) * font.size / 40
     if blur > 0.2:
@@ -98,7 +105,7 @@ def _printed_one(digit: int, font: ImageFont.FreeTypeFont, rng: np.random.Genera
     gray = ink + (paper - ink) * coverage
     light = np.linspace(1.0, rng.uniform(0.8, 1.0), cw)[None, :] * np.linspace(1.0, rng.uniform(0.85, 1.0), ch)[:, None]
     gray = gray * light + rng.normal(0, rng.uniform(0, 10), gray.shape)
-    return _encode(gray, rng)
+    return encode(gray, rng)
 
 
 @cache
@@ -248,7 +255,7 @@ CANVAS = 280  # the drawing page's canvas
 PAGE_PEN = 18  # its pen width
 
 
-def _smooth(points: np.ndarray, rounds: int = 3) -> np.ndarray:
+def smooth(points: np.ndarray, rounds: int = 3) -> np.ndarray:
     """Chaikin's corner cutting: a polyline into a smooth curve through roughly the same places."""
     for _ in range(rounds):
         if len(points) < 3:
@@ -260,7 +267,9 @@ def _smooth(points: np.ndarray, rounds: int = 3) -> np.ndarray:
     return points
 
 
-def _drawn_one(strokes: list[Stroke], rng: np.random.Generator) -> bytes:
+def drawn_strokes(strokes: list[Stroke], rng: np.random.Generator, rounds: int = 3) -> bytes:
+    """Strokes (unit box) drawn on the page's canvas with random size, place, slant, rotation, jitter,
+    pen; ``rounds`` of smoothing (0 keeps corners: a square stays a square)."""
     scale = 2  # draw at twice the size, then downsample: the canvas antialiases its strokes
     size = float(rng.uniform(0.45, 0.85)) * CANVAS
     aspect = float(rng.uniform(0.7, 1.05))
@@ -273,7 +282,7 @@ def _drawn_one(strokes: list[Stroke], rng: np.random.Generator) -> bytes:
     draw = ImageDraw.Draw(img)
     for stroke in strokes:
         pts = np.asarray(stroke) + rng.normal(0, 0.015, (len(stroke), 2))
-        pts = _smooth(pts) - 0.5
+        pts = smooth(pts, rounds) - 0.5
         pts[:, 0] = (pts[:, 0] - slant * pts[:, 1]) * aspect
         xy = (pts @ rot.T * size + centre) * scale
         flat = [(float(x), float(y)) for x, y in xy]
@@ -293,7 +302,7 @@ def drawn(seed: int = SEED + 1) -> EvalSet:
     for digit, templates in TEMPLATES.items():
         for i in range(DRAWN_PER_DIGIT):
             t = i % len(templates)
-            images.append(_drawn_one(templates[t], rng))
+            images.append(drawn_strokes(templates[t], rng))
             labels.append(digit)
             groups.append(f"{digit}{'ab'[t]}")
     return EvalSet("drawn", images, np.asarray(labels), groups)
@@ -315,7 +324,7 @@ def handwritten(x_test: np.ndarray, y_test: np.ndarray, seed: int = SEED + 2) ->
         top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
         paper[top : top + side, left : left + side] -= ink * float(rng.uniform(120, 200))
         light = np.linspace(1.0, rng.uniform(0.85, 1.0), w)[None, :]
-        images.append(_encode(paper * light + rng.normal(0, rng.uniform(0, 8), paper.shape), rng))
+        images.append(encode(paper * light + rng.normal(0, rng.uniform(0, 8), paper.shape), rng))
     return EvalSet("handwritten", images, np.asarray(y_test), ["mnist-test"] * len(images))
 
 

@@ -90,6 +90,18 @@ def train(
     return model, history
 
 
+def weights(model: keras.Model) -> list[np.ndarray]:
+    """The trained weights: kernel [in, out] and bias of each Dense (``torch_model.weights``' layout)."""
+    return [np.asarray(w, dtype=np.float32) for w in model.get_weights()]
+
+
+def from_weights(hp: HyperParams, ws: list[np.ndarray]) -> keras.Model:
+    """The network carrying weights trained elsewhere, e.g. by PyTorch (``torch_model.weights``)."""
+    model = build(hp)
+    model.set_weights([np.asarray(w, dtype=np.float32) for w in ws])
+    return model
+
+
 def predict(model: keras.Model, x: np.ndarray) -> np.ndarray:
     return np.asarray(model.predict(x, batch_size=1024, verbose=0))
 

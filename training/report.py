@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -13,9 +14,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 from PIL import Image
 
-from mnist_serving.spec import NUM_CLASSES
-from training.evalsets import EvalSet
+from mnist_serving.image import ImageError, decode_image
+from mnist_serving.spec import NUM_CLASSES, UNCERTAIN_BELOW
+from training.evalsets import MAX_PIXELS, EvalSet
 from training.history import History
+from training.nondigits import NonDigits
+from training.uncertainty import Measured
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
@@ -86,13 +90,89 @@ EVAL_NAMES = {
 }
 
 
+def plot_uncertainty(measured: Mapping[str, Measured], sets: Sequence[NonDigits], out: Path) -> None:
+    """Top probability of real digits and of non-digits per model, with the threshold; and what the
+    non-digits look like, as uploaded and as the model receives them."""
+    per_row = 12
+    previews = [s for s in sets if s.images]
+    fig = plt.figure(figsize=(per_row * 0.9, 3.5 + len(previews) * 2 * 0.9), layout="constrained")
+    halves: Any = fig.subfigures(2, 1, height_ratios=[3.5, len(previews) * 2 * 0.9])
+    top, bottom = halves
+    bins = [i / 40 for i in range(41)]
+    for ax, (framework, m) in zip(top.subplots(1, len(measured)), measured.items(), strict=True):
+        digits = np.concatenate([p.max(1) for p, _ in m.digits.values()])
+        others = np.concatenate([p.max(1) for p in m.nondigits.values()])
+        ax.hist(digits, bins, alpha=0.6, density=True, label=f"digits ({len(digits)})")
+        ax.hist(others, bins, alpha=0.6, density=True, label=f"non-digits ({len(others)})")
+        ax.axvline(UNCERTAIN_BELOW, color="k", ls="--", label=f"uncertain below {UNCERTAIN_BELOW}")
+        ax.set(title=f"{framework}: top probability", xlabel="top probability", ylabel="density (log)")
+        ax.set_yscale("log")
+        ax.legend(fontsize=7)
+    axes = bottom.subplots(2 * len(previews), per_row)
+    for r, s in enumerate(previews):
+        step = max(1, len(s.images) // per_row)
+        picks = list(range(0, len(s.images), step))[:per_row]
+        for c in range(per_row):
+            up, down = axes[2 * r, c], axes[2 * r + 1, c]
+            up.axis("off")
+            down.axis("off")
+            if c >= len(picks):
+                continue
+            data = s.images[picks[c]]
+            up.imshow(np.asarray(Image.open(io.BytesIO(data)).convert("L")), cmap="gray")
+            try:
+                down.imshow(decode_image(data, MAX_PIXELS), cmap="gray")
+            except ImageError as exc:
+                down.text(0.5, 0.5, f"refused:\n{exc.type}", ha="center", va="center", fontsize=6)
+        axes[2 * r, 0].set_title(f"{s.name}: as uploaded / model input", fontsize=8, loc="left")
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.1f} %"
+
+
+def versions_markdown(manifest: Mapping[str, Any]) -> list[str]:
+    """Every version in the manifest: status, weights, accuracy and uncertainty rates per framework."""
+    lines = [
+        "| version | status | weights (Keras / PyTorch) | MNIST test accuracy | printed | "
+        "MNIST digits flagged uncertain | non-digits flagged |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for v in manifest.get("versions", []):
+        fw = v["frameworks"]
+        status = f"**bad**: {v['bad']['kind']}" if v.get("bad") else v["status"]
+        lines.append(
+            f"| {v['version']} | {status} | {v['weights']['keras']} / {v['weights']['pytorch']} | "
+            f"{_accuracy_pair(fw, 'mnist_test')} | {_accuracy_pair(fw, 'printed')} | "
+            f"{_uncertainty_pair(fw, 'false_alarms', 'mnist_test')} | {_uncertainty_pair(fw, 'detections', 'all')} |"
+        )
+    return lines
+
+
+def _accuracy_pair(frameworks: Mapping[str, Any], key: str) -> str:
+    return " / ".join(
+        f"{frameworks[f]['accuracy'][key]:.4f}" if key in frameworks[f]["accuracy"] else "—"
+        for f in ("keras", "pytorch")
+    )
+
+
+def _uncertainty_pair(frameworks: Mapping[str, Any], section: str, key: str) -> str:
+    return " / ".join(
+        _pct(frameworks[f]["uncertainty"][section][key]) if frameworks[f].get("uncertainty") else "—"
+        for f in ("keras", "pytorch")
+    )
+
+
 def summary_markdown(
     version: int,
-    data: dict[str, object],
-    seconds: dict[str, float],
-    evaluation: dict[str, dict[str, float]],
-    augmentation: dict[str, object],
+    data: Mapping[str, object],
+    seconds: Mapping[str, float],
+    evaluation: Mapping[str, Mapping[str, float]],
+    augmentation: Mapping[str, object],
     pngs: list[str],
+    manifest: Mapping[str, Any] | None = None,
 ) -> str:
     frameworks = list(evaluation)
     lines = [
@@ -101,7 +181,8 @@ def summary_markdown(
         f"Data: {data['source']} ({data['split']}); {data['train_size']} train "
         f"({data['train_size_augmented']} rows with augmentation) / {data['test_size']} test.",
         "",
-        "Held-out test accuracy (the image sets go through the gateway's image preprocessing; none is trained on):",
+        "Held-out test accuracy of the exported models (the image sets go through the gateway's image "
+        "preprocessing; none is trained on):",
         "",
         "| evaluation set | " + " | ".join(frameworks) + " |",
         "|---|" + "---|" * len(frameworks),
@@ -109,11 +190,20 @@ def summary_markdown(
             f"| {EVAL_NAMES.get(k, k)} | " + " | ".join(f"{evaluation[f][k]:.4f}" for f in frameworks) + " |"
             for k in evaluation[frameworks[0]]
         ),
-        "| training time (s) | " + " | ".join(f"{seconds[f]:.1f}" for f in frameworks) + " |",
+        "| training time (s) | "
+        + " | ".join(f"{seconds[f]:.1f}" if f in seconds else "— (weights copied)" for f in frameworks)
+        + " |",
         "",
         "Augmentation: " + ", ".join(f"{k}={v}" for k, v in augmentation.items()) + ".",
         "",
-        *(f"![{p}]({p})" for p in pngs),
-        "",
     ]
+    if manifest:
+        lines += [
+            f"Every version in the manifest (uncertain: top probability below {UNCERTAIN_BELOW}; non-digits: "
+            "letters, a word, noise, shapes, a cat, random rows; `python -m training.uncertainty` for the details):",
+            "",
+            *versions_markdown(manifest),
+            "",
+        ]
+    lines += [*(f"![{p}]({p})" for p in pngs), ""]
     return "\n".join(lines)

@@ -75,6 +75,30 @@ def train(
     return model.eval(), history
 
 
+def weights(model: MnistNet) -> list[np.ndarray]:
+    """The trained weights in Keras's order and layout: kernel [in, out], bias, for each Dense."""
+    first, last = _linears(model)
+    return [t.detach().numpy().copy() for t in (first.weight.T, first.bias, last.weight.T, last.bias)]
+
+
+def _linears(model: MnistNet) -> tuple[nn.Linear, nn.Linear]:
+    first, last = (m for m in model.body if isinstance(m, nn.Linear))
+    return first, last
+
+
+def from_weights(hp: HyperParams, ws: list[np.ndarray]) -> MnistNet:
+    """The network carrying weights trained elsewhere (``keras_model.weights``' order and layout)."""
+    model = MnistNet(hp.hidden, hp.dropout)
+    first, last = _linears(model)
+    with torch.no_grad():
+        for param, w in zip((first.weight, first.bias, last.weight, last.bias), ws, strict=True):
+            value = torch.from_numpy(np.ascontiguousarray(w.T if w.ndim == 2 else w, dtype=np.float32))
+            if param.shape != value.shape:
+                raise ValueError(f"weight shape {tuple(value.shape)} does not fit {tuple(param.shape)}")
+            param.copy_(value)
+    return model.eval()
+
+
 def predict(model: nn.Module, x: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         return model(torch.from_numpy(x.astype(np.float32))).numpy()

@@ -1,15 +1,24 @@
 """``python -m training.train``: train both models and export every serving artifact.
 
-Layout written under ``--out`` (default ``artifacts/``)::
+Layout written under ``--out`` (default ``artifacts/``); other versions are left as they are::
 
     tfserving/mnist/<version>/          SavedModel (TF Serving's versioned layout) + warmup records
     torchserve/<version>/mnist.pt       TorchScript
     torchserve/<version>/mnist.onnx     ONNX, dynamic batch axis
-    manifest.json, training_report.png, training_report.md, training_report_inputs.png
+    model-store/mnist-v<version>.mar    TorchServe archives (modelVersion <version>) of the TorchScript
+    model-store/mnist_onnx-v<version>.mar  and the ONNX model, every version side by side
+    held_out_check.npy                  the rows every version's held-out check runs on (written once)
+    manifest.json                       every version (training/manifest.py)
+    training_report.md, training_report*.png
 
 Both frameworks train on the same arrays: the split's training digits plus augmented copies
-(training/augment.py). Both are then evaluated on the held-out MNIST digits and on printed and
-drawn digit images (training/evalsets.py, never trained on), through the gateway's preprocessing.
+(training/augment.py). Both are then evaluated, as exported, on the held-out MNIST digits, on
+printed, drawn and photographed digit images (training/evalsets.py, never trained on, through the
+gateway's preprocessing), and on non-digits for the uncertainty rates (training/uncertainty.py).
+
+``--same-weights pytorch`` (or ``keras``) trains one framework only and copies its weights into the
+other's network before export: TF Serving and TorchServe then serve the same function, which is
+what a comparison of the serving paths alone wants.
 """
 
 from __future__ import annotations
@@ -24,25 +33,24 @@ from typing import Any
 
 import numpy as np
 
-from mnist_serving.spec import INPUT_DIM, INPUT_NAME, NUM_CLASSES, OUTPUT_NAME, SIGNATURE_NAME, TF_MODEL_NAME
-from training import evalsets, manifest, report
+from mnist_serving.spec import BACKENDS, INPUT_DIM, INPUT_NAME, NUM_CLASSES, OUTPUT_NAME
+from training import archives, evalsets, exported, manifest, report, uncertainty
 from training.augment import Augmentation, augment
 from training.data import DataError, Split, load_split
+from training.exported import artifact_paths
 from training.hyperparams import HyperParams
 
-TF_DIR = "tfserving"
-TORCH_DIR = "torchserve"
 REPORT_PNG = "training_report.png"
 REPORT_MD = "training_report.md"
 REPORT_INPUTS_PNG = "training_report_inputs.png"
+REPORT_UNCERTAINTY_PNG = "training_report_uncertainty.png"
+FRAMEWORKS = ("keras", "pytorch")
+__all__ = ["artifact_paths", "main", "model_artifacts", "run"]
 
 
-def artifact_paths(root: Path, version: int) -> dict[str, Path]:
-    return {
-        "savedmodel": root / TF_DIR / TF_MODEL_NAME / str(version),
-        "torchscript": root / TORCH_DIR / str(version) / "mnist.pt",
-        "onnx": root / TORCH_DIR / str(version) / "mnist.onnx",
-    }
+def model_artifacts(root: Path, paths: dict[str, Path]) -> list[dict[str, Any]]:
+    """The manifest entries of a version's SavedModel, TorchScript and ONNX files."""
+    return exported.entries(root, paths)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -68,6 +76,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=Augmentation().copies,
         help="augmented copies per training digit; 0 trains on the digits alone (default: %(default)s)",
     )
+    p.add_argument(
+        "--same-weights",
+        choices=FRAMEWORKS[::-1],
+        help="train this framework only and export its weights to both (TF Serving and TorchServe then serve "
+        "the same function: for comparing serving paths alone)",
+    )
     args = p.parse_args(argv)
     if args.version < 1 or args.epochs < 1 or args.batch_size < 1 or args.augment_copies < 0:
         p.error("--version, --epochs and --batch-size must be positive, --augment-copies not negative")
@@ -88,17 +102,37 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"data: {split.description}; {len(split.y_train)} train, {len(split.y_test)} test", flush=True)
-    run(args.out, args.version, hp, split, Augmentation(copies=args.augment_copies))
+    try:
+        run(args.out, args.version, hp, split, Augmentation(copies=args.augment_copies), args.same_weights)
+    except manifest.ManifestError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
 def run(
-    root: Path, version: int, hp: HyperParams, split: Split, aug: Augmentation | None = None
-) -> list[dict[str, Any]]:
+    root: Path,
+    version: int,
+    hp: HyperParams,
+    split: Split,
+    aug: Augmentation | None = None,
+    same_weights: str | None = None,
+) -> dict[str, Any]:
+    """Train, export and evaluate version ``version`` into ``root``; returns its manifest record.
+    ``same_weights``: "pytorch" or "keras" trains that framework only and exports its weights to both."""
     # Imported here so `--help` and data errors answer without loading TensorFlow.
     from training import keras_model, torch_model
 
+    if same_weights not in (None, *FRAMEWORKS):
+        raise ValueError(f"same_weights must be one of {FRAMEWORKS} or None, not {same_weights!r}")
+    root.mkdir(parents=True, exist_ok=True)
+    # A manifest that cannot take this version fails before minutes of training.
+    manifest.writable(root, version)
+    check_rows, check = manifest.held_out_rows(
+        root, split.x_test, split.y_test, f"{split.source} ({split.description})"
+    )
     paths = artifact_paths(root, version)
+    archives.remove(root, version)
     for p in (paths["savedmodel"], paths["torchscript"].parent):
         if p.exists():
             shutil.rmtree(p)  # only this version; others stay as they are
@@ -109,14 +143,35 @@ def run(
     data = {**split.summary(), "train_size_augmented": len(y_train)}
     print(f"augmentation: {aug.copies} copies per digit -> {len(y_train)} training rows", flush=True)
 
-    keras_net, keras_hist = keras_model.train(hp, x_train, y_train, split.x_test, split.y_test)
+    histories = {}
+    if same_weights != "pytorch":
+        keras_net, histories["keras"] = keras_model.train(hp, x_train, y_train, split.x_test, split.y_test)
+    if same_weights != "keras":
+        torch_net, histories["pytorch"] = torch_model.train(hp, x_train, y_train, split.x_test, split.y_test)
+    if same_weights == "pytorch":
+        keras_net = keras_model.from_weights(hp, torch_model.weights(torch_net))
+    elif same_weights == "keras":
+        torch_net = torch_model.from_weights(hp, keras_model.weights(keras_net))
     keras_model.export_saved_model(keras_net, paths["savedmodel"], split.x_test)
-    keras_probs = keras_model.predict(keras_net, split.x_test)
-
-    torch_net, torch_hist = torch_model.train(hp, x_train, y_train, split.x_test, split.y_test)
     torch_model.export_torchscript(torch_net, paths["torchscript"])
     torch_model.export_onnx(torch_net, paths["onnx"])
-    torch_probs = torch_model.predict(torch_net, split.x_test)
+    entries = model_artifacts(root, paths) + archives.build_version(root, version)
+
+    # Everything below is measured on the exported files, loaded as their servers load them.
+    served = exported.predictors(root, version)
+    by_framework = {f: served[b] for f, b in exported.FRAMEWORK_BACKEND.items()}
+    test_probs = {b: predict(split.x_test) for b, predict in served.items()}
+    handwritten = evalsets.handwritten(split.x_test, split.y_test)
+    sets = (evalsets.printed(), evalsets.drawn(), handwritten)
+    nondigit_inputs = uncertainty.reported(split, handwritten)
+    measured = {f: uncertainty.measure(predict, nondigit_inputs) for f, predict in by_framework.items()}
+    evaluation = {
+        f: {
+            "mnist_test": _accuracy(test_probs[exported.FRAMEWORK_BACKEND[f]], split.y_test),
+            **{e.name: evalsets.accuracy(predict, e) for e in sets},
+        }
+        for f, predict in by_framework.items()
+    }
 
     import keras
     import onnx
@@ -124,8 +179,23 @@ def run(
     import tensorflow as tf
     import torch
 
-    common = {
-        "model_version": version,
+    library_versions = {
+        "keras": {"tensorflow": tf.__version__, "keras": keras.__version__},
+        "pytorch": {
+            "torch": str(torch.__version__),
+            "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__,
+            "opset": str(torch_model.ONNX_OPSET),
+        },
+    }
+    weights = {f: same_weights or f for f in FRAMEWORKS}
+    record: dict[str, Any] = {
+        "version": version,
+        "status": manifest.OK,
+        "bad": None,
+        "weights": weights,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "python": platform.python_version(),
         "data": data,
         "seed": hp.seed,
         "hyperparameters": {
@@ -140,93 +210,70 @@ def run(
         "augmentation": aug.as_dict(),
         "input": {"name": INPUT_NAME, "dtype": "float32", "shape": [-1, INPUT_DIM], "range": [0.0, 1.0]},
         "output": {"name": OUTPUT_NAME, "dtype": "float32", "shape": [-1, NUM_CLASSES]},
-        "python": platform.python_version(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    keras_acc = _accuracy(keras_probs, split.y_test)
-    torch_acc = _accuracy(torch_probs, split.y_test)
-    sets = (evalsets.printed(), evalsets.drawn(), evalsets.handwritten(split.x_test, split.y_test))
-    evaluation = {
-        "keras": {
-            "mnist_test": keras_acc,
-            **{e.name: evalsets.accuracy(lambda x: keras_model.predict(keras_net, x), e) for e in sets},
+        "frameworks": {
+            f: {
+                "library_versions": library_versions[f],
+                # None: this framework was not trained; its weights came from `weights[f]`.
+                "history": histories[f].as_dict() if f in histories else None,
+                "accuracy": {k: round(v, 6) for k, v in evaluation[f].items()},
+                "uncertainty": uncertainty.rates(measured[f]),
+            }
+            for f in FRAMEWORKS
         },
-        "pytorch": {
-            "mnist_test": torch_acc,
-            **{e.name: evalsets.accuracy(lambda x: torch_model.predict(torch_net, x), e) for e in sets},
-        },
-    }
-
-    def entry(name: str, fmt: str, framework: str, versions: dict[str, str], hist: Any, acc: float) -> dict[str, Any]:
-        path = paths[name]
-        scores = evaluation["keras" if framework.startswith("tensorflow") else "pytorch"]
-        return {
-            "name": name,
-            "format": fmt,
-            "framework": framework,
-            "library_versions": versions,
-            "path": path.relative_to(root).as_posix(),
-            "sha256": manifest.sha256_path(path),
-            "history": hist.as_dict(),
-            "test_accuracy": round(acc, 6),
-            "evaluation": {k: round(v, 6) for k, v in scores.items()},
-            **common,
-        }
-
-    torch_versions = {"torch": str(torch.__version__)}
-    entries = [
-        entry(
-            "savedmodel",
-            "tf_saved_model",
-            "tensorflow/keras",
-            {"tensorflow": tf.__version__, "keras": keras.__version__},
-            keras_hist,
-            keras_acc,
-        ),
-        entry("torchscript", "torchscript", "pytorch", torch_versions, torch_hist, torch_acc),
-        entry(
-            "onnx",
-            "onnx",
-            "pytorch",
-            {
-                **torch_versions,
-                "onnx": onnx.__version__,
-                "onnxruntime": onnxruntime.__version__,
-                "opset": str(torch_model.ONNX_OPSET),
+        # How far the three served models' probabilities are apart on the held-out test digits: about
+        # 1e-7 with the same weights; up to tenths with two separately trained networks.
+        "agreement": {
+            "rows": len(split.y_test),
+            "max_abs_diff": {
+                f"{a} vs {b}": float(np.abs(test_probs[a] - test_probs[b]).max())
+                for i, a in enumerate(BACKENDS)
+                for b in BACKENDS[i + 1 :]
             },
-            torch_hist,
-            torch_acc,
-        ),
-    ]
-    entries[0]["signature"] = SIGNATURE_NAME
-    manifest_path = manifest.record(root, version, entries)
+        },
+        "held_out_check": {
+            "tolerance": manifest.CHECK_TOLERANCE,
+            "expected": {b: manifest.expected(served[b](check_rows)) for b in BACKENDS},
+        },
+    }
+    manifest_path = manifest.record_version(root, record, entries, check)
 
     report.plot(
-        [keras_hist, torch_hist],
+        list(histories.values()),
         {
-            "Keras": report.confusion(split.y_test, keras_probs.argmax(1)),
-            "PyTorch": report.confusion(split.y_test, torch_probs.argmax(1)),
+            name: report.confusion(split.y_test, test_probs[exported.FRAMEWORK_BACKEND[f]].argmax(1))
+            for f, name in (("keras", "Keras"), ("pytorch", "PyTorch"))
         },
         root / REPORT_PNG,
-        title=f"MNIST model version {version}: {split.description}",
+        title=f"MNIST model version {version}: {split.description}"
+        + (f"; {same_weights}'s weights in both" if same_weights else ""),
     )
     report.plot_inputs(split.x_train, x_train, sets, root / REPORT_INPUTS_PNG)
+    report.plot_uncertainty(measured, nondigit_inputs.nondigits, root / REPORT_UNCERTAINTY_PNG)
     (root / REPORT_MD).write_text(
         report.summary_markdown(
             version,
             data,
-            {"keras": keras_hist.seconds, "pytorch": torch_hist.seconds},
+            {f: h.seconds for f, h in histories.items()},
             evaluation,
             aug.as_dict(),
-            [REPORT_PNG, REPORT_INPUTS_PNG],
+            [REPORT_PNG, REPORT_INPUTS_PNG, REPORT_UNCERTAINTY_PNG],
+            manifest.load(root),
         )
     )
     for framework, scores in evaluation.items():
         print(f"{framework}: " + ", ".join(f"{k} accuracy {v:.4f}" for k, v in scores.items()))
+    for f in FRAMEWORKS:
+        u = record["frameworks"][f]["uncertainty"]
+        print(
+            f"{f}: uncertain below {u['threshold']}: {u['false_alarms']['mnist_test']:.1%} of MNIST test digits, "
+            f"{u['detections']['all']:.1%} of non-digits"
+        )
+    if same_weights:
+        print(f"same weights ({same_weights}) in both: max |difference| " + str(record["agreement"]["max_abs_diff"]))
     for e in entries:
         print(f"wrote {root / e['path']}")
-    print(f"wrote {manifest_path}, {root / REPORT_PNG}, {root / REPORT_INPUTS_PNG}, {root / REPORT_MD}")
-    return entries
+    print(f"wrote {manifest_path}, {root / REPORT_MD} and its plots")
+    return record
 
 
 def _accuracy(probs: np.ndarray, y: np.ndarray) -> float:

