@@ -123,7 +123,7 @@ def measure(path: Path_, body: bytes, users: int, seconds: float, warmup: float)
 def extra_processes(stack: ServingStack, run_dir: Path) -> Iterator[dict[str, ManagedProcess]]:
     """A gRPC-client gateway and the bare proxy, next to the stack's own gateway."""
     grpc_port, bare_port = free_ports(2)
-    grpc_ports = ServingPorts(**{**stack.ports.as_dict(), "gateway": grpc_port})
+    grpc_ports = ServingPorts(**{**stack.ports.as_dict(), "gateway": grpc_port, "gateway_grpc": 0})
     gw_grpc = gateway_launcher(run_dir, grpc_ports, name="gateway-grpc")
     gw_grpc.env.update({"GATEWAY_TFSERVING_PROTOCOL": "grpc", "GATEWAY_TORCHSERVE_PROTOCOL": "grpc"})
     targets = {"tfserving": stack.ports.tfserving_rest, "torchserve": stack.ports.torchserve_inference}

@@ -24,6 +24,7 @@ TORCHSERVE_METRICS: Final = 8082  # TORCHSERVE_METRICS_PORT
 TORCHSERVE_GRPC_INFERENCE: Final = 7070  # TORCHSERVE_GRPC_INFERENCE_PORT
 TORCHSERVE_GRPC_MANAGEMENT: Final = 7071  # TORCHSERVE_GRPC_MANAGEMENT_PORT
 GATEWAY: Final = 8000  # GATEWAY_PORT
+GATEWAY_GRPC: Final = 8001  # GATEWAY_GRPC_PORT: the Open Inference Protocol over gRPC (Triton's convention)
 # The load tools' own servers (load_tests/servers): each model behind the leanest HTTP route, and a
 # server that answers at once (the generator's calibration). They start these on free ports; these
 # are the addresses a by-hand `python -m load_tests.servers.floor torchscript` listens on.

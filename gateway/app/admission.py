@@ -1,21 +1,28 @@
 """Admission control: what a backend cannot start in time is refused at once, not queued without bound.
 
-Per backend, at most ``limit`` calls are in flight; up to ``queue`` more wait, each for at most the
-queue deadline (or its own, shorter, client deadline). What cannot start in time gets an immediate
-503 with ``Retry-After`` (the way TF Serving refuses past ``max_enqueued_batches`` and TorchServe
-past ``job_queue_size``), so the gateway never holds a queue that only grows until everything times
-out. With ``client_share`` < 1 one client (API key, else address) may hold at most that share of a
-backend's slots while others wait: past it, 429.
+Per backend, at most ``limit`` ROWS are in flight, where the limit adapts to the backend
+(limiter.GradientLimit: it shrinks when calls take longer than the backend's long-run round trip,
+halves on the backend's own "queue full", and recovers when the pressure is gone). A request's cost
+is its rows, so 32 requests of 256 rows are not admitted as if they were 32 rows. A request larger
+than the whole limit still runs, alone.
 
-A request is queued only when it expects a slot within half its deadline: the n-th in line expects
-n x (the wait one place in the queue took lately), a moving average of what waiters actually waited
-per place ahead of them (it counts whatever drains the queue, the event loop's own delays included;
-before any waiter, the mean call time / limit: Little's law over the slots). Past that it is refused
-at once, so under overload refusals cost microseconds and what is admitted starts in time; the queue
-deadline stays as the backstop for calls slower than the average (counted apart: ``queue_timeout``).
+Beyond the limit, up to ``queue_rows`` more rows wait in one FIFO, each for at most the queue
+deadline (or its own, shorter, client deadline). A request is queued only when it expects to start
+within EXPECTED_WAIT_SHARE of that wait; the expected wait is Little's law over the limit: the rows
+ahead of it and its own, times the backend's current round trip, over the limit (both decay, so a
+stall long past does not refuse today's burst). Past that it is refused at once (503, or 504 when
+the client's own deadline is the binding one), so under overload refusals cost microseconds and what
+is admitted starts in time. The queue deadline stays as the backstop (``queue_timeout``).
 
-The fast path (a free slot and nobody waiting) is two integer operations; waiting is a future in a
-FIFO handed the slot by the call that frees it.
+``precheck`` runs before the request's body is read: a backend with its queue full, or with a wait
+no one-row request could meet, refuses without the body being parsed.
+
+Fair shares (``client_share`` < 1): while another principal holds or waits for slots, a principal
+(the API key's name; the client's address when the API is open) that already holds that share of
+the limit is refused with 429 instead of being queued. One principal alone may use everything.
+
+The fast path (capacity free and nobody waiting) is a few float operations; waiting is a future in
+a FIFO, handed capacity by the call that frees it.
 """
 
 from __future__ import annotations
@@ -25,145 +32,198 @@ import contextlib
 import math
 import time
 from collections import deque
+from dataclasses import dataclass, field
 
 from gateway.app.core.errors import APIError
+from gateway.app.limiter import Clock, GradientLimit
 
-# Seconds a refused client is told to wait (Retry-After is whole seconds): long enough for a queue
-# of a few milliseconds' work to drain, short enough that a retrying client barely notices.
-RETRY_AFTER_S = 1
-# Weight of the newest sample in the moving averages: ~20 samples' memory, so the estimate follows
-# a backend that slows down within milliseconds at these rates but ignores one outlier.
-EWMA = 0.05
-# A request is queued only if it expects a slot within this share of its deadline: queue waits vary
+# A request is queued only if it expects to start within this share of its wait: queue waits vary
 # (a slow call, the event loop's own work), and the margin keeps refusals by timeout, which cost the
 # whole deadline, rare.
 EXPECTED_WAIT_SHARE = 0.5
-# Calls observed before the expected wait is trusted: the first calls to a backend are slow (new
-# connections, a server's first runs), and one of them alone would refuse a whole burst at start-up
-# (seen in compose: 570 ms "expected" from a cold first call). Until then only the deadline refuses.
-MIN_CALLS_OBSERVED = 32
+# Retry-After (whole seconds, HTTP's unit) is the expected drain of what is queued and in flight,
+# at least this and at most MAX_RETRY_AFTER_S.
+MIN_RETRY_AFTER_S = 1
+MAX_RETRY_AFTER_S = 30
 
 
 class Shed(APIError):
     """A request refused before it reached the backend; ``reason`` labels the metric."""
 
-    def __init__(self, status: int, type_: str, reason: str, message: str, retry_after_s: float = RETRY_AFTER_S):
+    def __init__(self, status: int, type_: str, reason: str, message: str, retry_after_s: float = MIN_RETRY_AFTER_S):
         super().__init__(status, type_, message)
         self.reason = reason
-        self.headers = {"Retry-After": str(max(1, math.ceil(retry_after_s)))} if status != 504 else {}
+        if status != 504:
+            seconds = min(MAX_RETRY_AFTER_S, max(MIN_RETRY_AFTER_S, math.ceil(retry_after_s)))
+            self.headers = {"Retry-After": str(seconds)}
 
 
-def overloaded(backend: str, reason: str, detail: str) -> Shed:
-    return Shed(503, "overloaded", reason, f"{backend} is at capacity: {detail}; retry later")
+def overloaded(backend: str, reason: str, detail: str, retry_after_s: float = MIN_RETRY_AFTER_S) -> Shed:
+    return Shed(503, "overloaded", reason, f"{backend} is at capacity: {detail}; retry later", retry_after_s)
 
 
 def deadline_exceeded(detail: str) -> Shed:
     return Shed(504, "deadline_exceeded", "deadline", f"the request's deadline {detail}")
 
 
+@dataclass(eq=False)
+class _Waiter:
+    cost: float
+    principal: str
+    future: asyncio.Future[None] = field(repr=False)
+
+
 class Admission:
-    def __init__(self, backend: str, limit: int, queue: int, queue_timeout_s: float, client_share: float = 1.0):
-        self.backend, self.limit, self.queue, self.queue_timeout_s = backend, limit, queue, queue_timeout_s
-        self.inflight = 0
-        self.call_s = 0.0  # moving average of call times
-        self.calls = 0  # calls observed (nothing is predicted before MIN_CALLS_OBSERVED)
-        self.place_s = 0.0  # moving average of the wait per place in the queue (0: none yet)
-        self._waiters: deque[asyncio.Future[None]] = deque()
-        # Per-client slot counts are kept only when shares are enforced (the default costs nothing).
-        self._share_slots = max(1, int((limit + queue) * client_share)) if client_share < 1 else 0
-        self._held: dict[str, int] = {}
+    def __init__(
+        self,
+        backend: str,
+        limit: GradientLimit,
+        queue_rows: float,
+        queue_timeout_s: float,
+        client_share: float = 1.0,
+        clock: Clock = time.monotonic,
+    ):
+        self.backend, self.limiter, self.queue_rows, self.queue_timeout_s = backend, limit, queue_rows, queue_timeout_s
+        self.clock = clock
+        self.inflight = 0.0  # rows
+        self.calls = 0  # calls in flight
+        self.waiting_rows = 0.0
+        self._waiters: deque[_Waiter] = deque()
+        self.client_share = client_share
+        self._held: dict[str, float] = {}  # rows per principal, kept only when shares are enforced
+        self._shares = client_share < 1
 
     @property
     def waiting(self) -> int:
         return len(self._waiters)
 
-    async def acquire(self, client: str = "", deadline: float | None = None) -> None:
-        """Take a slot, waiting at most the queue deadline (or until ``deadline``, time.monotonic())."""
-        if self._share_slots:
-            self._check_share(client)
-        if self.inflight < self.limit and not self._waiters:
-            self.inflight += 1
-            self._hold(client)
+    @property
+    def limit(self) -> float:
+        return self.limiter.current(self.inflight)
+
+    def expected_wait(self, rows_ahead: float) -> float:
+        """Seconds until ``rows_ahead`` more rows have started (nan while the RTT is unknown)."""
+        return rows_ahead * self.limiter.rtt() / self.limiter.current(self.inflight)
+
+    def retry_after(self) -> float:
+        """The expected drain of everything queued and in flight, in seconds (for Retry-After)."""
+        wait = self.expected_wait(self.waiting_rows + self.inflight)
+        return wait if math.isfinite(wait) else MIN_RETRY_AFTER_S
+
+    def _fits(self, cost: float) -> bool:
+        return self.inflight == 0 or self.inflight + cost <= self.limiter.current(self.inflight)
+
+    def precheck(self, principal: str = "") -> None:
+        """Before the body is read (its rows unknown, so one): refuse what acquire would surely refuse."""
+        if not self._waiters and self._fits(1):
             return
-        if len(self._waiters) >= self.queue:
-            raise overloaded(self.backend, "queue_full", f"{self.limit} in flight and {self.queue} waiting")
+        self._check_queue(1, principal, self.queue_timeout_s, None)
+
+    async def acquire(self, cost: float = 1, principal: str = "", deadline: float | None = None) -> None:
+        """Admit ``cost`` rows, waiting at most the queue deadline (or until ``deadline``, clock time)."""
+        if not self._waiters and self._fits(cost):
+            self._take(cost, principal)
+            return
         wait = self.queue_timeout_s
         if deadline is not None:
-            wait = min(wait, deadline - time.monotonic())
+            wait = min(wait, deadline - self.clock())
             if wait <= 0:
                 raise deadline_exceeded("passed before a slot was free")
-        place = len(self._waiters) + 1
-        expected = place * (self.place_s or self.call_s / self.limit)
-        if self.calls >= MIN_CALLS_OBSERVED and expected > wait * EXPECTED_WAIT_SHARE:
-            if wait < self.queue_timeout_s:
-                raise deadline_exceeded(f"would pass before a slot is free (expected wait {expected * 1e3:.1f} ms)")
-            raise overloaded(
-                self.backend,
-                "queue_full",
-                f"{self.limit} in flight and {len(self._waiters)} waiting, a slot expected in "
-                f"{expected * 1e3:.1f} ms (> half the {self.queue_timeout_s * 1e3:g} ms queue deadline)",
-            )
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
-        queued_at = time.monotonic()
+        self._check_queue(cost, principal, wait, deadline)
+        waiter = _Waiter(cost, principal, asyncio.get_running_loop().create_future())
+        self._waiters.append(waiter)
+        self.waiting_rows += cost
         try:
             async with asyncio.timeout(wait):
-                await fut
+                await waiter.future
         except TimeoutError:
-            if fut.done() and not fut.cancelled():  # handed a slot as the timer fired: give it back
-                self.release()
-            self._learn(wait / place)  # at least this long per place: a lower bound, still news
+            if waiter.future.done() and not waiter.future.cancelled():  # handed capacity as the timer fired
+                self.release(cost, principal)
             if deadline is not None and wait < self.queue_timeout_s:
                 raise deadline_exceeded("passed while waiting for a slot") from None
             raise overloaded(
-                self.backend, "queue_timeout", f"no slot free within {self.queue_timeout_s * 1e3:g} ms"
-            ) from None
-        except BaseException:  # the client went away: a slot handed over must not leak
-            if fut.done() and not fut.cancelled():
-                self.release()
+                self.backend, "queue_timeout", f"no slot free within {self.queue_timeout_s * 1e3:g} ms",
+                self.retry_after(),
+            ) from None  # fmt: skip
+        except BaseException:  # the client went away: capacity handed over must not leak
+            if waiter.future.done() and not waiter.future.cancelled():
+                self.release(cost, principal)
             raise
         finally:
-            if not fut.done():
-                fut.cancel()
+            if not waiter.future.done():
+                waiter.future.cancel()
             with contextlib.suppress(ValueError):  # already popped by release()
-                self._waiters.remove(fut)
-        self._learn((time.monotonic() - queued_at) / place)
-        self._hold(client)
+                self._waiters.remove(waiter)
+                self.waiting_rows -= cost
 
-    def _learn(self, per_place: float) -> None:
-        self.place_s = per_place if not self.place_s else self.place_s + EWMA * (per_place - self.place_s)
-
-    def observe(self, seconds: float) -> None:
-        """One call's time, for the expected wait."""
-        self.calls += 1
-        self.call_s = seconds if not self.call_s else self.call_s + EWMA * (seconds - self.call_s)
-
-    def release(self, client: str | None = None) -> None:
-        """Free a slot: handed to the first waiter still waiting, else returned."""
-        if client is not None and self._share_slots:
-            held = self._held.get(client, 0) - 1
-            if held > 0:
-                self._held[client] = held
-            else:
-                self._held.pop(client, None)
-        while self._waiters:
-            fut = self._waiters.popleft()
-            if not fut.done():
-                fut.set_result(None)  # the slot passes over: inflight is unchanged
-                return
-        self.inflight -= 1
-
-    def _hold(self, client: str) -> None:
-        if self._share_slots:
-            self._held[client] = self._held.get(client, 0) + 1
-
-    def _check_share(self, client: str) -> None:
-        # Only under contention: an idle gateway serves one client as fast as it can.
-        if (self._waiters or self.inflight >= self.limit) and self._held.get(client, 0) >= self._share_slots:
+    def _check_queue(self, cost: float, principal: str, wait: float, deadline: float | None) -> None:
+        """Refuse now what could not start in time, or would go past the queue or a fair share."""
+        if self._shares and self._over_share(principal):
             raise Shed(
-                429,
-                "over_share",
-                "client_share",
-                f"this client holds {self._held[client]} of {self.backend}'s {self.limit + self.queue} slots, "
-                f"its share while others wait; retry later",
-            )
+                429, "over_share", "client_share",
+                f"this client holds {self._held.get(principal, 0):g} of {self.backend}'s "
+                f"{self.limiter.limit:.0f} rows in flight, its share ({self.client_share:.0%}) while others "
+                "wait; retry later", self.retry_after(),
+            )  # fmt: skip
+        if self.waiting_rows + cost > self.queue_rows:
+            raise overloaded(
+                self.backend, "queue_full",
+                f"{self.inflight:g} rows in flight (limit {self.limiter.limit:.0f}) and {self.waiting_rows:g} waiting",
+                self.retry_after(),
+            )  # fmt: skip
+        expected = self.expected_wait(self.waiting_rows + cost)
+        if expected > wait * EXPECTED_WAIT_SHARE:  # False while the RTT is unknown (nan)
+            if deadline is not None and wait < self.queue_timeout_s:
+                raise deadline_exceeded(f"would pass before a slot is free (expected wait {expected * 1e3:.1f} ms)")
+            raise overloaded(
+                self.backend, "queue_full",
+                f"{self.inflight:g} rows in flight (limit {self.limiter.limit:.0f}) and {self.waiting_rows:g} "
+                f"waiting, a slot expected in {expected * 1e3:.1f} ms (> half the "
+                f"{self.queue_timeout_s * 1e3:g} ms queue deadline)",
+                self.retry_after(),
+            )  # fmt: skip
+
+    def _over_share(self, principal: str) -> bool:
+        """Holds its share already while another principal holds or waits (only under contention)."""
+        held = self._held.get(principal, 0.0)
+        if held < self.client_share * self.limiter.limit:
+            return False
+        others = len(self._held) - (principal in self._held)
+        return others > 0 or any(w.principal != principal for w in self._waiters)
+
+    def _take(self, cost: float, principal: str) -> None:
+        self.inflight += cost
+        self.calls += 1
+        if self._shares:
+            self._held[principal] = self._held.get(principal, 0.0) + cost
+
+    def release(self, cost: float = 1, principal: str = "") -> None:
+        """Free ``cost`` rows; hand capacity to the waiters at the head that now fit, in order."""
+        self.inflight -= cost
+        self.calls -= 1
+        if self._shares:
+            left = self._held.get(principal, 0.0) - cost
+            if left > 1e-9:
+                self._held[principal] = left
+            else:
+                self._held.pop(principal, None)
+        while self._waiters:
+            head = self._waiters[0]
+            if head.future.done():  # timed out or cancelled: it removes itself; skip it
+                self._waiters.popleft()
+                self.waiting_rows -= head.cost
+                continue
+            if not self._fits(head.cost):
+                return
+            self._waiters.popleft()
+            self.waiting_rows -= head.cost
+            self._take(head.cost, head.principal)
+            head.future.set_result(None)
+
+    def observe(self, rtt_s: float, inflight_at_start: float) -> None:
+        """One completed call, for the limit."""
+        self.limiter.sample(rtt_s, inflight_at_start)
+
+    def overload_answer(self) -> None:
+        """The backend answered that it is full."""
+        self.limiter.overloaded()

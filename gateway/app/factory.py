@@ -22,7 +22,7 @@ def client_settings(s: Settings) -> dict[str, tuple[str, Protocol, ClientSetting
     """Routing name -> (server, protocol, its client's settings)."""
 
     def client(name: str, url: str, grpc_address: str, model: str, **only: str) -> ClientSettings:
-        return ClientSettings(name, url, grpc_address, model, timeout_s=s.backend_timeout_s,
+        return ClientSettings(name, url, grpc_address, model, timeout_s=s.max_timeout_ms / 1e3,
                               status_timeout_s=s.status_timeout_s, pool=s.backend_pool, **only)  # fmt: skip
 
     tf = client("tfserving", s.tfserving_url, s.tfserving_grpc_address, s.tfserving_model,

@@ -12,31 +12,41 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gateway.app.admission import RETRY_AFTER_S, Shed
-from gateway.app.api.deps import api_key_check
+from gateway.app.api import grpc_v2
+from gateway.app.api.deps import Keys, api_key_check
 from gateway.app.api.encode import ORJSONResponse
-from gateway.app.api.routes import backends, compare, docs, health, page, predict
+from gateway.app.api.errors import render
+from gateway.app.api.hot import HotRoutes
+from gateway.app.api.routes import backends, compare, docs, health, page, predict, v2
 from gateway.app.clients.base import BackendError
 from gateway.app.core import logging as gateway_logging
 from gateway.app.core.config import Settings, get_settings
 from gateway.app.core.errors import APIError
 from gateway.app.core.metrics import GatewayMetrics
-from gateway.app.dataplane import DataPlane, error_body
+from gateway.app.dataplane import DataPlane
 from gateway.app.factory import build_clients
 from gateway.app.middleware import GatewayMiddleware
+from gateway.app.overload import LoopLag
+from gateway.app.protocol.images import ImageDecoder
 
 log = logging.getLogger("gateway")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    settings.check_startup()
     gateway_logging.configure(settings.log_level)
     metrics = GatewayMetrics()
+    lag = LoopLag(settings.loop_lag_low_ms / 1e3, settings.loop_lag_high_ms / 1e3)
+    metrics.watch_loop(lag)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.dataplane = DataPlane(settings, build_clients(settings), metrics)
         app.state.dataplane.start()
+        app.state.image_decoder = ImageDecoder(settings.image_decode_threads, settings.image_decode_queue)
+        grpc_server = await grpc_v2.start(settings, app.state.dataplane, keys, metrics) if settings.grpc_port else None
+        lag.start()
         # Everything imported and built so far lives as long as the process: keep it out of the
         # garbage collector's full passes, which would otherwise walk it again and again under load.
         gc.freeze()
@@ -45,6 +55,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             extra={"backends": app.state.dataplane.names, "auth": "api-key" if settings.api_key_set else "open"},
         )
         yield
+        lag.stop()
+        if grpc_server is not None:
+            await grpc_server.stop(grace=1.0)
+        app.state.image_decoder.close()
         await app.state.dataplane.aclose()
 
     # FastAPI's native OpenTelemetry checks for configured providers on every request; opt in.
@@ -62,11 +76,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     # The key check is attached only when keys are set: an open API pays nothing for it.
-    keys = settings.api_key_set
+    keys = Keys(settings.api_key_names)
     guarded = [Depends(api_key_check(keys))] if keys else []
-    for router in (predict.router, compare.router, backends.router):
+    for router in (predict.router, compare.router, backends.router, v2.router):
         app.include_router(router, dependencies=guarded)
-    for router in (health.router, page.router, docs.router):  # probes, metrics, the pages stay open
+    for router in (health.router, v2.health, page.router, docs.router):  # probes, metrics, the pages stay open
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=page.STATIC), name="static")
     app.mount(docs.ASSETS_PATH, StaticFiles(directory=docs.ASSETS), name="docs-assets")
@@ -76,32 +90,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics=metrics,
         max_body_bytes=settings.max_body_bytes,
         max_image_bytes=settings.max_image_bytes,
+        lag=lag,
+        hot=HotRoutes(keys) if settings.hot_path else None,
     )
     return app
 
 
 def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(Shed)
-    async def shed(request: Request, exc: Shed) -> ORJSONResponse:
-        request.state.shed = exc.reason  # the middleware times refusals apart (gateway_shed_latency_seconds)
-        return ORJSONResponse(exc.body(), status_code=exc.status, headers=exc.headers or None)
+    async def rendered(request: Request, exc: Exception) -> ORJSONResponse:
+        status, body, headers = render(exc, request.scope)
+        return ORJSONResponse(body, status_code=status, headers=headers or None)
 
-    @app.exception_handler(APIError)
-    async def api_error(request: Request, exc: APIError) -> ORJSONResponse:
-        return ORJSONResponse(exc.body(), status_code=exc.status, headers=exc.headers or None)
-
-    @app.exception_handler(BackendError)
-    async def backend_error(request: Request, exc: BackendError) -> ORJSONResponse:
-        request.state.backend = exc.backend
-        log.warning("backend error", extra={"backend": exc.backend, "kind": exc.kind, "error": exc.message})
-        # Unavailable (refused, reset, circuit open): the supervisor restarts servers within seconds.
-        headers = {"Retry-After": str(RETRY_AFTER_S)} if exc.status == 503 else None
-        return ORJSONResponse({"error": error_body(exc)}, status_code=exc.status, headers=headers)
+    for kind in (APIError, BackendError, Exception):  # Shed is an APIError
+        app.add_exception_handler(kind, rendered)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> ORJSONResponse:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        return ORJSONResponse({"error": {"status": 422, "type": "invalid_parameter", "message": problems}}, 422)
+        return await rendered(request, APIError(422, "invalid_parameter", problems))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> ORJSONResponse:
@@ -114,13 +120,6 @@ def _install_error_handlers(app: FastAPI) -> None:
             )
         elif exc.status_code == 404:
             message = f"no route {request.url.path}; see /docs for the API"
-        return ORJSONResponse(
-            {"error": {"status": exc.status_code, "type": kind, "message": message}}, exc.status_code, headers=headers
-        )
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> ORJSONResponse:
-        log.exception("unhandled error")
-        return ORJSONResponse(
-            {"error": {"status": 500, "type": "internal_error", "message": "internal error; see the gateway log"}}, 500
-        )
+        error = APIError(exc.status_code, kind, message)
+        error.headers = headers
+        return await rendered(request, error)

@@ -18,6 +18,7 @@ def launcher(
     """``settings``: more GATEWAY_* variables (a second gateway with other limits, in tests)."""
     env = {
         "GATEWAY_PORT": str(ports.gateway),
+        "GATEWAY_GRPC_PORT": str(ports.gateway_grpc),
         "GATEWAY_TFSERVING_URL": local_url(ports.tfserving_rest),
         "GATEWAY_TFSERVING_GRPC_ADDRESS": local_address(ports.tfserving_grpc),
         "GATEWAY_TORCHSERVE_URL": local_url(ports.torchserve_inference),

@@ -27,6 +27,7 @@ class ServingPorts:
     torchserve_grpc_inference: int = ports.TORCHSERVE_GRPC_INFERENCE
     torchserve_grpc_management: int = ports.TORCHSERVE_GRPC_MANAGEMENT
     gateway: int = ports.GATEWAY
+    gateway_grpc: int = ports.GATEWAY_GRPC  # the gateway's Open Inference Protocol over gRPC
 
     @classmethod
     def free(cls) -> ServingPorts:

@@ -44,17 +44,19 @@ def serve_in_thread(app: Any, port: int | None = None) -> Iterator[str]:
 
 @contextmanager
 def gateway(**overrides: Any) -> Iterator[str]:
-    with serve_in_thread(create_app(Settings(**overrides))) as url:
+    """A gateway in a thread; its gRPC port is off unless ``grpc_port`` is given (a free one)."""
+    with serve_in_thread(create_app(Settings(**{"grpc_port": 0, **overrides}))) as url:
         yield url
 
 
 class FakeBackend:
     """Speaks just enough of both servers' paths; ``mode`` picks how it misbehaves."""
 
-    MODES = ("ok", "500", "garbage", "wrong_shape", "hang")
+    MODES = ("ok", "500", "503", "garbage", "wrong_shape", "hang", "slow")
 
-    def __init__(self, mode: str = "ok"):
+    def __init__(self, mode: str = "ok", delay_s: float = 0.005):
         self.mode = mode
+        self.delay_s = delay_s  # "slow": every answer takes this long
         self.calls = 0
         self.app = Starlette(routes=[Route("/{path:path}", self.handle, methods=["GET", "POST"])])
 
@@ -66,8 +68,17 @@ class FakeBackend:
         self.calls += 1
         if self.mode == "hang":
             await asyncio.sleep(30)
+        if self.mode == "slow":
+            await asyncio.sleep(self.delay_s)
         if self.mode == "500":
             return Response(b'{"error":"boom"}', 500, media_type="application/json")
+        if self.mode == "503":  # TorchServe's answer when its job queue is full
+            return Response(
+                b'{"code":503,"type":"ServiceUnavailableException","message":"Model \\"mnist\\" Version 1 has no '
+                b'worker to serve inference request. Please use scale workers API to add workers."}',
+                503,
+                media_type="application/json",
+            )
         if self.mode == "garbage":
             return Response(b"<html>surprise</html>", 200, media_type="text/html")
         if self.mode == "wrong_shape":
@@ -75,3 +86,16 @@ class FakeBackend:
         row = [0.0] * 10
         row[3] = 1.0
         return Response(b'{"predictions":[' + str(row).encode() + b"]}", media_type="application/json")
+
+
+class SimClock:
+    """A simulated monotonic clock for the time-dependent logic (limiter, breaker, admission)."""
+
+    def __init__(self, start: float = 1000.0):
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds

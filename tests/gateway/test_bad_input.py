@@ -106,8 +106,10 @@ def test_image_route_needs_multipart_file(gw: httpx.Client, gw_url: str) -> None
 
 
 def test_unknown_route_is_json_404(gw: httpx.Client, gw_url: str) -> None:
-    r = gw.get(f"{gw_url}/v2/nothing")
+    r = gw.get(f"{gw_url}/v1/nothing")
     assert r.status_code == 404 and r.json()["error"]["type"] == "not_found"
+    r = gw.get(f"{gw_url}/v2/nothing")  # under /v2, in the Open Inference Protocol's own error shape
+    assert r.status_code == 404 and r.json()["type"] == "not_found" and "/docs" in r.json()["error"]
 
 
 def test_gateway_survives_all_of_it(gw: httpx.Client, gw_url: str) -> None:

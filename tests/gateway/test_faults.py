@@ -41,7 +41,7 @@ def _predict(url: str, backend: str = "tfserving") -> tuple[httpx.Response, floa
 def test_misbehaving_backend(fake, mode: str, status: int, kind: str) -> None:
     backend, url = fake
     backend.mode = mode
-    with gateway(tfserving_url=url, backend_timeout_s=TIMEOUT_S, breaker_failures=100) as gw:
+    with gateway(tfserving_url=url, default_timeout_ms=TIMEOUT_S * 1000, breaker_failures=100) as gw:
         r, elapsed = _predict(gw)
         assert r.status_code == status, r.text
         error = r.json()["error"]
@@ -52,7 +52,7 @@ def test_misbehaving_backend(fake, mode: str, status: int, kind: str) -> None:
 
 def test_refused_connection_is_503_and_retried_once(fake) -> None:
     (dead_port,) = free_ports(1)
-    with gateway(tfserving_url=local_url(dead_port), backend_timeout_s=TIMEOUT_S) as gw:
+    with gateway(tfserving_url=local_url(dead_port), default_timeout_ms=TIMEOUT_S * 1000) as gw:
         r, elapsed = _predict(gw)
         assert r.status_code == 503 and "cannot reach" in r.json()["error"]["message"]
         assert elapsed < 1.0
@@ -66,7 +66,7 @@ def test_auto_falls_back_to_the_other_server(fake, serving_stack) -> None:
     ts = local_url(serving_stack.ports.torchserve_inference)
     mgmt = local_url(serving_stack.ports.torchserve_management)
     with gateway(
-        tfserving_url=url, torchserve_url=ts, torchserve_management_url=mgmt, backend_timeout_s=TIMEOUT_S
+        tfserving_url=url, torchserve_url=ts, torchserve_management_url=mgmt, default_timeout_ms=TIMEOUT_S * 1000
     ) as gw:
         r, _ = _predict(gw, "auto")
         assert r.status_code == 200, r.text
@@ -76,7 +76,7 @@ def test_auto_falls_back_to_the_other_server(fake, serving_stack) -> None:
         tfserving_url=local_url(dead_port),
         torchserve_url=ts,
         torchserve_management_url=mgmt,
-        backend_timeout_s=TIMEOUT_S,
+        default_timeout_ms=TIMEOUT_S * 1000,
     ) as gw:
         r, _ = _predict(gw, "auto")
         assert r.status_code == 200 and r.json()["backend"] == "torchserve"

@@ -42,7 +42,7 @@ def _post(url: str, backend: str = "tfserving", **headers: str) -> tuple[httpx.R
 def test_a_client_deadline_cuts_the_call_short(fake) -> None:
     backend, url = fake
     backend.mode = "hang"
-    with gateway(tfserving_url=url, backend_timeout_s=5) as gw:
+    with gateway(tfserving_url=url, default_timeout_ms=5000) as gw:
         r, elapsed = _post(gw, **{"X-Request-Timeout-Ms": "150"})
         assert r.status_code == 504, r.text
         assert r.json()["error"]["type"] == "deadline_exceeded" and 0.14 < elapsed < 1.0
@@ -77,7 +77,7 @@ def _saturate(gw: str, n: int) -> list[httpx.Response]:
 
 
 # One slot per backend and no queue; a hung backend times out fast; no breaker in the way.
-ONE_SLOT = {"admission_limit": 1, "admission_queue": 0, "backend_timeout_s": 0.5, "breaker_failures": 100}
+ONE_SLOT = {"admission_limit": 1, "admission_queue": 0, "default_timeout_ms": 500, "breaker_failures": 100}
 
 
 def _real_torchserve(serving_stack: ServingStack) -> dict[str, str]:
@@ -194,9 +194,10 @@ def _histogram_le(metrics: str, name: str, labels: str = "") -> dict[float, floa
 def tight_gateway(serving_stack: ServingStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
     """A second gateway process in front of the session's TorchServe, with tight admission limits."""
     (port,) = free_ports(1)
-    ports = ServingPorts(**{**serving_stack.ports.as_dict(), "gateway": port})
+    ports = ServingPorts(**{**serving_stack.ports.as_dict(), "gateway": port, "gateway_grpc": 0})
     settings = {
         "GATEWAY_ADMISSION_LIMIT": str(LIMIT),
+        "GATEWAY_TORCHSERVE_MAX_LIMIT": str(LIMIT),  # the adaptive limit may shrink, never grow past it
         "GATEWAY_QUEUE_TIMEOUT_MS": str(QUEUE_MS),
         "GATEWAY_LOG_LEVEL": "WARNING",
     }
@@ -225,7 +226,7 @@ def test_overload_is_refused_fast_and_what_is_admitted_stays_fast(tight_gateway,
     url = f"{base}/v1/predict?backend=torchserve"
     body = orjson.dumps({"instances": [digits[0][0].tolist()]})
     unloaded = asyncio.run(_open_loop(url, body, 50, 2.0, seed=1))
-    assert {s for _, s, _ in unloaded} == {200}
+    assert {s for _, s, _ in unloaded} == {200}, sorted({(s, k) for _, s, k in unloaded})
     unloaded_p99 = float(np.percentile([ms for ms, _, _ in unloaded], 99))
     capacity = asyncio.run(_closed_loop_rate(url, body, 4 * LIMIT, 1.5))
     rate = min(3 * capacity, MAX_RATE)
@@ -238,7 +239,9 @@ def test_overload_is_refused_fast_and_what_is_admitted_stays_fast(tight_gateway,
     after = httpx.get(f"{base}/metrics").text
 
     kinds = {(s, k) for _, s, k in results}
-    assert kinds <= {(200, ""), (503, "overloaded")}, kinds  # nothing fails any other way; 503s carry Retry-After
+    # nothing fails any other way; 503s carry Retry-After (refused by admission, or at the door when the
+    # gateway's own loop lags: this test's generator shares the machine's 2 cores with it)
+    assert kinds <= {(200, ""), (503, "overloaded"), (503, "gateway_overloaded")}, kinds
     admitted = np.array([ms for ms, s, _ in results if s == 200])
     refused = len(results) - len(admitted)
     admitted_p99 = float(np.percentile(admitted, 99))
@@ -259,7 +262,8 @@ def test_overload_is_refused_fast_and_what_is_admitted_stays_fast(tight_gateway,
         return {le: n - _histogram_le(before, name, labels).get(le, 0)
                 for le, n in _histogram_le(after, name, labels).items()}  # fmt: skip
 
-    at_once, backstop = shed("queue_full"), shed("queue_timeout")
+    queue_full, door, backstop = shed("queue_full"), shed("gateway_lag"), shed("queue_timeout")
+    at_once = {le: n + door.get(le, 0) for le, n in queue_full.items()}
     total = at_once[float("inf")] + backstop.get(float("inf"), 0)
     print(f"overload: {total:.0f} refusals at the gateway, {at_once[0.005]:.0f} at once within 5 ms, "
           f"{at_once[float('inf')] - at_once[0.005]:.0f} at once over 5 ms, {backstop.get(float('inf'), 0):.0f} "

@@ -31,6 +31,7 @@ def test_two_workers_share_one_port_and_one_metrics_view(serving_stack, tmp_path
     env = {
         **os.environ,
         "GATEWAY_PORT": str(port),
+        "GATEWAY_GRPC_PORT": "0",
         "GATEWAY_WORKERS": "2",
         "GATEWAY_TFSERVING_URL": local_url(serving_stack.ports.tfserving_rest),
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),

@@ -14,47 +14,81 @@ from typing import Any
 
 from fastapi import Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.datastructures import Headers
 
+from gateway.app.api.incoming import Incoming
 from gateway.app.core.config import Settings
 from gateway.app.core.errors import APIError
-from gateway.app.dataplane import DataPlane
+from gateway.app.dataplane import Budget, DataPlane
 
 
-def settings_of(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
+def settings_of(request: Request | Incoming) -> Settings:
+    settings: Settings = request.scope["app"].state.settings
     return settings
 
 
-def dataplane_of(request: Request) -> DataPlane:
-    dataplane: DataPlane = request.app.state.dataplane
+def dataplane_of(request: Request | Incoming) -> DataPlane:
+    dataplane: DataPlane = request.scope["app"].state.dataplane
     return dataplane
 
 
 DEADLINE_HEADER = "x-request-timeout-ms"
 
 
-def deadline_of(request: Request) -> float | None:
-    """The client's deadline (``X-Request-Timeout-Ms``, milliseconds from now; gRPC's deadline
-    over HTTP) as a time.monotonic() instant, or None without the header."""
-    raw = request.headers.get(DEADLINE_HEADER)
+def budget_of(headers: Headers, settings: Settings) -> Budget:
+    """The request's time budget: the client's ``X-Request-Timeout-Ms`` (milliseconds from now;
+    gRPC's deadline over HTTP), at most ``max_timeout_ms``, else the gateway's default."""
+    raw = headers.get(DEADLINE_HEADER)
     if raw is None:
-        return None
+        return Budget(time.monotonic() + settings.default_timeout_ms / 1e3)
     try:
         ms = float(raw)
     except ValueError:
         ms = float("nan")
     if not ms == ms or ms < 0 or ms == float("inf"):  # NaN, negative, infinite
         raise APIError(400, "invalid_header", f"X-Request-Timeout-Ms must be milliseconds >= 0, got {raw!r}")
-    return time.monotonic() + ms / 1e3
+    return Budget(time.monotonic() + min(ms, settings.max_timeout_ms) / 1e3, client=True)
 
 
-def client_of(request: Request) -> str:
-    """Who is asking, for fair shares: the API key when one is sent, else the client's address."""
-    headers = request.headers
-    key = headers.get("x-api-key") or headers.get("authorization")
-    if key:
-        return "key:" + key
-    return "addr:" + (request.client.host if request.client else "")
+PRINCIPAL = "principal"  # request state key set by the API-key check
+
+
+def principal_of(incoming: Incoming) -> str:
+    """Who is asking, for fair shares: the name of the API key the check verified; when the API is
+    open, the client's address (a header anyone can vary would let a client pose as many)."""
+    name = incoming.state.get(PRINCIPAL)
+    if name:
+        return f"key:{name}"
+    return "addr:" + incoming.client_host
+
+
+class Keys:
+    """The API keys (key -> the principal's name) and the one check both request paths run."""
+
+    def __init__(self, names: dict[str, str]):
+        self._keys = [(key.encode(), name) for key, name in names.items()]
+
+    def __bool__(self) -> bool:
+        return bool(self._keys)
+
+    def check(self, given: str, state: dict[str, Any]) -> None:
+        """401 unless ``given`` is a key; else its name goes into the request's state."""
+        # Compared as bytes: a header is latin-1 text to Starlette, and compare_digest refuses
+        # non-ASCII str (a TypeError, i.e. a 500, for a key with an accent).
+        raw = given.encode("latin-1", "replace")
+        match = ""
+        for key, name in self._keys:  # every key compared, in constant time each
+            if hmac.compare_digest(raw, key):
+                match = name
+        if not given or not match:
+            raise APIError(401, "unauthorized", "a valid API key is required (Authorization: Bearer or X-API-Key)")
+        state[PRINCIPAL] = match
+
+    def check_headers(self, headers: Headers, state: dict[str, Any]) -> None:
+        auth = headers.get("authorization", "")
+        scheme, _, token = auth.partition(" ")
+        given = token.strip() if scheme.lower() == "bearer" else headers.get("x-api-key", "")
+        self.check(given, state)
 
 
 # Declared as security schemes, so the OpenAPI docs show both ways to send a key.
@@ -62,15 +96,14 @@ _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <key>"
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="X-API-Key: <key>")
 
 
-def api_key_check(keys: frozenset[str]) -> Callable[..., Coroutine[Any, Any, None]]:
+def api_key_check(keys: Keys) -> Callable[..., Coroutine[Any, Any, None]]:
     """A dependency accepting ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``."""
 
     async def require_api_key(
+        request: Request,
         bearer: HTTPAuthorizationCredentials | None = Security(_bearer),  # noqa: B008
         header: str | None = Security(_header),
     ) -> None:
-        given = bearer.credentials if bearer else (header or "")
-        if not given or not any(hmac.compare_digest(given, k) for k in keys):
-            raise APIError(401, "unauthorized", "a valid API key is required (Authorization: Bearer or X-API-Key)")
+        keys.check(bearer.credentials if bearer else (header or ""), request.scope.setdefault("state", {}))
 
     return require_api_key

@@ -18,6 +18,7 @@ from mnist_serving.spec import (
     MAX_JSON_BODY_BYTES,
     MAX_ROWS_PER_REQUEST,
     NUM_CLASSES,
+    UNCERTAIN_BELOW,
 )
 
 # A real MNIST test digit (a 9), so "Try it out" in /docs answers with a real label.
@@ -49,6 +50,10 @@ class Prediction(BaseModel):
     model_version: str
     predictions: list[list[float]] = Field(description=f"{NUM_CLASSES} probabilities per row, summing to 1")
     labels: list[int] = Field(description="the most probable digit per row")
+    uncertain: list[bool] = Field(
+        description=f"per row: the top probability is below {UNCERTAIN_BELOW} (mnist_serving/spec.py), where "
+        "digits are rarely read and letters, shapes and noise usually are: treat the label as a guess"
+    )
     latency_ms: float = Field(description="time spent on the backend call, in the gateway")
     fallback_from: str | None = Field(None, description="auto only: the server that failed first")
     input: list[list[float]] | None = Field(
@@ -63,6 +68,7 @@ class Prediction(BaseModel):
                     "model_version": "1",
                     "predictions": [_PROBS_EXAMPLE],
                     "labels": [_EXAMPLE["label"]],
+                    "uncertain": [False],
                     "latency_ms": 3.1,
                 }
             ]
@@ -113,13 +119,95 @@ class Backend(BaseModel):
     protocol: str = Field(description="rest or grpc")
     address: str
     ready: bool
-    model_version: str | None
+    model_version: str | None = Field(description="the version a request without one goes to")
+    versions: list[str] = Field(description="every version loaded and serving")
+    labels: dict[str, str] = Field(description="TF Serving's version labels: label -> version")
     circuit: str = Field(description="closed, open or half-open")
     route_weight: float
-    in_flight: int = Field(description="calls in flight now (admission limit: GATEWAY_ADMISSION_LIMIT)")
+    in_flight: int = Field(description="calls in flight now")
+    in_flight_rows: float = Field(description="rows in flight now (a request's cost is its rows)")
+    limit_rows: float = Field(description="the adaptive limit: rows the gateway lets this backend work on at once")
     waiting: int = Field(description="calls waiting for a slot now")
-    implementation: str | None = Field(None, description="TF Serving: real or standin")
+    implementation: str | None = Field(None, description="the server: real, or the TF Serving stand-in")
     detail: str | None = None
+
+
+class V2Tensor(BaseModel):
+    name: str = Field(description="pixels")
+    shape: list[int] = Field(description=f"[N, {INPUT_DIM}] or [N, {IMAGE_SIDE}, {IMAGE_SIDE}]")
+    datatype: str = Field(description="FP32")
+    data: list[float] | None = Field(None, description="row-major values in [0, 1] (or binary, after the JSON)")
+    parameters: dict[str, JsonValue] | None = Field(None, description="binary_data_size: the tensor is binary")
+
+
+class V2Output(BaseModel):
+    name: str = Field(description="probabilities, label or uncertain")
+    parameters: dict[str, JsonValue] | None = Field(None, description="binary_data: answer it as binary")
+
+
+class V2InferRequest(BaseModel):
+    """An Open Inference Protocol (KServe v2) inference request."""
+
+    id: str | None = None
+    parameters: dict[str, JsonValue] | None = Field(None, description="binary_data_output: every output binary")
+    inputs: list[V2Tensor] = Field(min_length=1, max_length=1)
+    outputs: list[V2Output] | None = Field(None, description="the outputs to answer (default: all)")
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {"inputs": [{"name": "pixels", "shape": [1, INPUT_DIM], "datatype": "FP32", "data": _ROW_EXAMPLE}]}
+            ]
+        }
+    }
+
+
+class V2OutputTensor(BaseModel):
+    name: str
+    datatype: str = Field(description="FP32 (probabilities), INT64 (label), BOOL (uncertain)")
+    shape: list[int]
+    data: list[float | int | bool] | None = Field(None, description="absent when the output is binary")
+    parameters: dict[str, JsonValue] | None = Field(None, description="binary_data_size: where it is binary")
+
+
+class V2InferResponse(BaseModel):
+    model_name: str
+    model_version: str = Field(description="the version that computed the answer")
+    id: str | None = None
+    outputs: list[V2OutputTensor]
+
+
+class V2ServerMetadata(BaseModel):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class V2Live(BaseModel):
+    live: bool
+
+
+class V2Ready(BaseModel):
+    ready: bool
+
+
+class V2ModelReady(BaseModel):
+    name: str
+    ready: bool
+
+
+class V2TensorMetadata(BaseModel):
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class V2ModelMetadata(BaseModel):
+    name: str
+    versions: list[str] = Field(description="every version loaded and serving")
+    platform: str
+    inputs: list[V2TensorMetadata]
+    outputs: list[V2TensorMetadata]
 
 
 class BackendsResponse(BaseModel):
@@ -171,11 +259,20 @@ def image_body(also_json: type[BaseModel] | None = None) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": content}}
 
 
-def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """``responses`` entries: the project's error body for each status a route can return."""
+class V2ErrorResponse(BaseModel):
+    """The Open Inference Protocol's error body, with the gateway's stable type beside it."""
+
+    error: str = Field(description="what is wrong and how to fix it")
+    type: str = Field(description="a stable machine-readable kind, listed in docs/gateway.md#errors")
+    status: int
+
+
+def errors(*statuses: int, v2: bool = False) -> dict[int | str, dict[str, Any]]:
+    """``responses`` entries: the project's error body (v2: the protocol's) for each status a route can return."""
     what = {
         400: "bad JSON, an unknown backend or an invalid header",
         401: "an API key is required (when GATEWAY_API_KEYS is set)",
+        404: "no such model or model version",
         413: "the body, image or row count is over its limit",
         415: "wrong Content-Type, or a file that is not a supported image",
         422: "well-formed but unusable: wrong shape, values out of [0, 1], a blank image",
@@ -184,7 +281,8 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
         503: "the backend is down, its circuit is open, or it is at capacity (overloaded); see Retry-After",
         504: "the backend did not answer in time, or the client's X-Request-Timeout-Ms passed",
     }
-    return {s: {"model": ErrorResponse, "description": what[s]} for s in statuses}
+    model = V2ErrorResponse if v2 else ErrorResponse
+    return {s: {"model": model, "description": what[s]} for s in statuses}
 
 
 DEADLINE_PARAMETER: dict[str, Any] = {
@@ -199,6 +297,13 @@ DEADLINE_PARAMETER: dict[str, Any] = {
 }
 
 
-def operation(body: dict[str, Any], *, deadline: bool = True) -> dict[str, Any]:
-    """``openapi_extra`` for a prediction route: its body, and the deadline header it reads."""
-    return {**body, "parameters": [DEADLINE_PARAMETER]} if deadline else body
+def query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter as the OpenAPI document states it (the routes read their parameters
+    themselves, strictly: api/params.py)."""
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+def operation(body: dict[str, Any], *params: dict[str, Any], deadline: bool = True) -> dict[str, Any]:
+    """``openapi_extra`` for a prediction route: its body, its query parameters, and the deadline
+    header it reads."""
+    return {**body, "parameters": [*params, *([DEADLINE_PARAMETER] if deadline else [])]}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -22,7 +22,7 @@ class ClientSettings:
     model: str
     version_label: str = ""  # TF Serving: route to the version behind this label ("" = newest)
     management_url: str = ""  # TorchServe: its management API, for readiness
-    timeout_s: float = 2.0  # a prediction
+    timeout_s: float = 2.0  # the longest a prediction may take (the request's budget cuts it shorter)
     status_timeout_s: float = 1.0  # a readiness check
     pool: int = 100  # REST keep-alive connections
 
@@ -36,9 +36,11 @@ class Prediction:
 @dataclass(frozen=True)
 class Status:
     ready: bool
-    model_version: str | None = None
-    implementation: str | None = None  # TF Serving: "real" or "standin"
+    model_version: str | None = None  # the version a request without one goes to
+    implementation: str | None = None  # "real" or "standin" (TF Serving); "real" (TorchServe)
     detail: str = ""
+    versions: tuple[str, ...] = ()  # every version loaded and serving, ascending
+    labels: dict[str, str] = field(default_factory=dict)  # label -> version (TF Serving's version_labels)
 
 
 class BackendError(Exception):
@@ -47,6 +49,7 @@ class BackendError(Exception):
     status = 502
     kind = "bad_backend_response"
     retryable = False
+    retry_after_s: float | None = None  # when to come back, if known (an open circuit's next probe)
 
     def __init__(self, backend: str, message: str):
         super().__init__(f"{backend}: {message}")
@@ -54,11 +57,26 @@ class BackendError(Exception):
 
 
 class BackendUnavailable(BackendError):
+    """Unreachable. Retryable unless the call may have reached the model (``sent=True``: the
+    connection broke after the request was written)."""
+
     status, kind, retryable = 503, "backend_unavailable", True
+
+    def __init__(self, backend: str, message: str, *, sent: bool = False):
+        super().__init__(backend, message)
+        self.retryable = not sent
 
 
 class BackendTimeout(BackendError):
     status, kind = 504, "backend_timeout"
+
+
+class BackendOverloaded(BackendError):
+    """The backend said it is full (TorchServe's 503 when its job queue is full, TF Serving's
+    UNAVAILABLE "batch scheduling queue ... is full", RESOURCE_EXHAUSTED, HTTP 429). Never retried,
+    never a breaker failure: it feeds the adaptive limit instead."""
+
+    status, kind = 503, "backend_overloaded"
 
 
 class BackendRejected(BackendError):
@@ -74,9 +92,14 @@ class BackendClient(Protocol):
 
     def __init__(self, settings: ClientSettings) -> None: ...
 
-    async def predict(self, rows: np.ndarray, json_body: bytes | None = None) -> Prediction:
+    async def predict(
+        self, rows: np.ndarray, json_body: bytes | None = None, *, timeout: float, version: str | None = None
+    ) -> Prediction:
         """``json_body``: ``{"instances": rows}`` as JSON already (the client's own body), which a
-        REST client sends as it is; gRPC clients always send the rows as a binary tensor."""
+        REST client sends as it is; gRPC clients always send the rows as a binary tensor.
+        ``timeout``: seconds left of the request's budget (gRPC sends it as the call's deadline).
+        ``version``: a version number or label (None: the server's default); the answer's
+        ``model_version`` is the version that computed it."""
         ...
 
     async def status(self) -> Status: ...
@@ -102,17 +125,19 @@ async def call_http(backend: str, pool: HTTPPool, head: bytes, body: bytes | Non
         return await pool.request(head, body, timeout)
     except Timeout as exc:
         raise BackendTimeout(backend, "no answer within the timeout") from exc
-    except ConnectError as exc:
+    except ConnectError as exc:  # nothing was sent: safe to retry
         raise BackendUnavailable(backend, str(exc)) from exc
-    except TransportError as exc:  # disconnects, resets, malformed answers
-        raise BackendUnavailable(backend, f"transport error: {exc}") from exc
+    except TransportError as exc:  # disconnects, resets, malformed answers: the model may have run
+        raise BackendUnavailable(backend, f"transport error: {exc}", sent=True) from exc
 
 
 def http_error(backend: str, status: int, message: str) -> BackendError:
-    """A backend's own error answer: its 4xx is a rejection, 503 unavailability, other 5xx a bad gateway."""
+    """A backend's own error answer: 429 and 503 are overload (both servers answer 503 when their
+    queue is full: TorchServe's job queue, TF Serving's batch queue), other 4xx a rejection of the
+    request, other 5xx a bad gateway."""
     text = f"HTTP {status}: {message}"
+    if status in (429, 503):
+        return BackendOverloaded(backend, text)
     if 400 <= status < 500:
         return BackendRejected(backend, text)
-    if status == 503:
-        return BackendUnavailable(backend, text)
     return BackendError(backend, text)

@@ -19,6 +19,7 @@ import asyncio
 import ssl
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import httptools
@@ -125,13 +126,15 @@ class HTTPPool:
         return b"\r\n".join(lines) + b"\r\n"
 
     async def request(self, head: bytes, body: bytes | None, timeout: float) -> Response:
+        """One request within ``timeout`` seconds in all: waiting for a connection, connecting, the answer."""
         request = head + (b"Content-Length: %d\r\n\r\n" % len(body) + body if body is not None else b"\r\n")
-        await self._acquire()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        await self._acquire(deadline, timeout)
         try:
-            conn = await self._connection()
-            loop = asyncio.get_running_loop()
+            conn = await self._connection(deadline - loop.time())
             waiter = conn.send(request)
-            timer = loop.call_later(timeout, _expire, waiter, timeout)
+            timer = loop.call_at(deadline, _expire, waiter, timeout)
             try:
                 response = await waiter
             except BaseException:
@@ -145,21 +148,25 @@ class HTTPPool:
         finally:
             self._release()
 
-    async def _acquire(self) -> None:
+    async def _acquire(self, deadline: float, timeout: float) -> None:
         """A slot among ``size``; no await at all while one is free (asyncio.Semaphore always awaits)."""
         if self._busy < self._size and not self._queue:
             self._busy += 1
             return
-        turn = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        turn = loop.create_future()
         self._queue.append(turn)
+        timer = loop.call_at(deadline, _expire, turn, timeout)
         try:
             await turn  # _release hands its slot over: _busy stays counted
         except BaseException:
-            if not turn.cancelled() and turn.done():  # handed a slot, then cancelled: pass it on
+            if not turn.cancelled() and turn.done() and turn.exception() is None:  # handed a slot: pass it on
                 self._release()
             elif turn in self._queue:
                 self._queue.remove(turn)
             raise
+        finally:
+            timer.cancel()
 
     def _release(self) -> None:
         while self._queue:
@@ -169,15 +176,18 @@ class HTTPPool:
                 return
         self._busy -= 1
 
-    async def _connection(self) -> _Connection:
+    async def _connection(self, remaining: float) -> _Connection:
         while self._idle:
             conn = self._idle.pop()
             if not conn.closed:
                 return conn
         loop = asyncio.get_running_loop()
+        if remaining <= 0:
+            raise Timeout("no time left to connect")
         try:
             _, conn = await asyncio.wait_for(
-                loop.create_connection(_Connection, self.host, self.port, ssl=self._ssl), self._connect_timeout
+                loop.create_connection(_Connection, self.host, self.port, ssl=self._ssl),
+                min(self._connect_timeout, remaining),
             )
         except TimeoutError as exc:
             raise ConnectError(f"cannot reach {self.host}:{self.port} (connect timed out)") from exc
@@ -190,6 +200,6 @@ class HTTPPool:
             self._idle.pop().close()
 
 
-def _expire(waiter: asyncio.Future[Response], timeout: float) -> None:
+def _expire(waiter: asyncio.Future[Any], timeout: float) -> None:
     if not waiter.done():
         waiter.set_exception(Timeout(f"no answer within {timeout:g} s"))

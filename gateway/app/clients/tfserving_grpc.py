@@ -23,19 +23,26 @@ class TFServingGRPCClient:
         # Readiness and version over REST, where TF Serving reports the implementation.
         self._status = TFServingRESTClient(s)
 
-    async def predict(self, rows: np.ndarray, json_body: bytes | None = None) -> Prediction:
+    async def predict(
+        self, rows: np.ndarray, json_body: bytes | None = None, *, timeout: float, version: str | None = None
+    ) -> Prediction:
+        """A version by number or by label (TF Serving resolves labels itself; its answer names the
+        version that computed it)."""
         request = protos.PredictRequest()
         request.model_spec.name = self._model
         request.model_spec.signature_name = SIGNATURE_NAME
-        if self._label:
-            request.model_spec.version_label = self._label
+        version = version if version is not None else (self._label or None)
+        if version is not None and version.isdigit():
+            request.model_spec.version.value = int(version)
+        elif version is not None:
+            request.model_spec.version_label = version
         tensor = request.inputs[INPUT_NAME]
         tensor.dtype = protos.DT_FLOAT
         for d in rows.shape:
             tensor.tensor_shape.dim.add(size=d)
         tensor.tensor_content = np.ascontiguousarray(rows, dtype=np.float32).tobytes()
         try:
-            response = await self._predict(request, timeout=self._timeout)
+            response = await self._predict(request, timeout=min(timeout, self._timeout))
         except grpc.aio.AioRpcError as exc:
             raise_for(self.name, exc)
         out = response.outputs[OUTPUT_NAME]
@@ -52,5 +59,4 @@ class TFServingGRPCClient:
 
     async def aclose(self) -> None:
         await self._channel.close()
-        await self._status.aclose()
         await self._status.aclose()

@@ -44,8 +44,8 @@ class GatewayMetrics:
         )
         self.backend_latency = Histogram(
             "gateway_backend_latency_seconds",
-            "Time spent waiting on a backend.",
-            ["backend"],
+            "Time spent waiting on a backend, by the model version that answered.",
+            ["backend", "model_version"],
             buckets=_BUCKETS,
             registry=self.registry,
         )
@@ -68,8 +68,21 @@ class GatewayMetrics:
         self.shed_requests = Counter(
             "gateway_shed",
             "Requests refused before reaching a backend, by reason: queue_full and queue_timeout (503), "
-            "client_share (429), deadline (504).",
+            "client_share (429), deadline (504); backend 'gateway' and reason gateway_lag: refused at the "
+            "door because the gateway's own event loop lags (503).",
             ["backend", "reason"],
+            registry=self.registry,
+        )
+        self.backend_calls = Counter(
+            "gateway_backend_calls",
+            "Backend calls by outcome, each classified once: success, client_error, overload, timeout, failure.",
+            ["backend", "outcome"],
+            registry=self.registry,
+        )
+        self.retries = Counter(
+            "gateway_backend_retries",
+            "Calls retried on the same backend (nothing had reached the model; within the retry budget).",
+            ["backend"],
             registry=self.registry,
         )
         self.shed_latency = Histogram(
@@ -92,8 +105,8 @@ class GatewayMetrics:
         self._child(self.requests, route, backend, str(status)).inc()
         self._child(self.latency, route, backend).observe(seconds)
 
-    def observe_backend(self, backend: str, seconds: float) -> None:
-        self._child(self.backend_latency, backend).observe(seconds)
+    def observe_backend(self, backend: str, version: str, seconds: float) -> None:
+        self._child(self.backend_latency, backend, version).observe(seconds)
 
     def backend_error(self, backend: str, kind: str) -> None:
         self._child(self.backend_errors, backend, kind).inc()
@@ -104,20 +117,49 @@ class GatewayMetrics:
     def shed(self, backend: str, reason: str) -> None:
         self._child(self.shed_requests, backend, reason).inc()
 
+    def backend_call(self, backend: str, outcome: str) -> None:
+        self._child(self.backend_calls, backend, outcome).inc()
+
+    def retry(self, backend: str) -> None:
+        self._child(self.retries, backend).inc()
+
     def watch_admissions(self, admissions: Mapping[str, Any]) -> None:
         """In-flight and waiting calls per backend, read at scrape time (nothing on the hot path).
         Multiprocess mode cannot read callbacks across workers: there the gauges are left out."""
         if multiprocess():
             return
         inflight = Gauge(
-            "gateway_backend_in_flight", "Calls in flight per backend.", ["backend"], registry=self.registry
+            "gateway_backend_in_flight",
+            "Rows in flight per backend (a request's cost is its rows).",
+            ["backend"],
+            registry=self.registry,
         )
         waiting = Gauge(
             "gateway_backend_waiting", "Calls waiting for an admission slot.", ["backend"], registry=self.registry
         )
+        limit = Gauge(
+            "gateway_backend_limit_rows",
+            "The adaptive limit: rows the gateway lets each backend work on at once.",
+            ["backend"],
+            registry=self.registry,
+        )
         for name, admission in admissions.items():
             inflight.labels(name).set_function(partial(getattr, admission, "inflight"))
             waiting.labels(name).set_function(partial(getattr, admission, "waiting"))
+            limit.labels(name).set_function(partial(getattr, admission, "limit"))
+
+    def watch_loop(self, lag: Any) -> None:
+        """The event loop's smoothed lag and the door's shedding pressure, read at scrape time."""
+        if multiprocess():
+            return
+        Gauge(
+            "gateway_event_loop_lag_seconds", "Smoothed event-loop lag (gateway/app/overload.py).",
+            registry=self.registry,
+        ).set_function(partial(getattr, lag, "lag_s"))  # fmt: skip
+        Gauge(
+            "gateway_door_shed_probability", "Share of prediction requests refused at the door now.",
+            registry=self.registry,
+        ).set_function(partial(getattr, lag, "pressure"))  # fmt: skip
 
     def exposition(self) -> bytes:
         """The text format: this registry, or every worker's samples in multiprocess mode."""

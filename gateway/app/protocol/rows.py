@@ -48,6 +48,8 @@ def decode_request(raw: bytes, max_rows: int) -> Instances:
     but flat rows of numbers: TF Serving and TorchServe accept those bytes unchanged, and not
     re-encoding 784 floats per row is the cheapest work of all."""
     body = parse_json(raw)
+    if raw.count(_KEY) > 1:  # one scan; only then the slower parse that sees duplicate keys
+        _refuse_duplicate_keys(raw)
     array = decode_instances(body, max_rows, raw)
     canonical = len(body) == 1 and type(body["instances"][0]) is list and type(body["instances"][0][0]) is not list
     return Instances(array, raw if canonical else None)
@@ -80,6 +82,22 @@ def decode_instances(body: Any, max_rows: int, raw: bytes | None = None) -> np.n
 
 
 _KEY = b'"instances"'
+
+
+def _refuse_duplicate_keys(raw: bytes) -> None:
+    """A key given twice at the top level: JSON parsers keep one of them (orjson the last, a server
+    maybe the first), so the request is ambiguous; refused rather than guessed."""
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [k for k, _ in items]
+        dup = next((k for k in keys if keys.count(k) > 1), None)
+        if dup is not None:
+            raise bad_request("duplicate_key", f'the key "{dup}" appears more than once in one object; send it once')
+        return dict(items)
+
+    json.loads(raw, object_pairs_hook=pairs)
+
+
 _SHAPE_HINT = '{"instances": [row, ...]}, a row being 784 numbers in [0, 1] or 28 rows of 28'
 
 
@@ -147,15 +165,17 @@ def check_types(instances: list[Any]) -> None:
 
 
 def check_values(arr: np.ndarray) -> np.ndarray:
+    """Finite and in [0, 1]. The valid path is two reductions: NaN makes min/max NaN and an infinity
+    lands outside [0, 1], so only a failed range check looks further."""
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo >= 0.0 and hi <= 1.0:
+        return arr
     finite = np.isfinite(arr)
     if not finite.all():
         row = int(np.argwhere(~finite)[0][0])
         raise unprocessable("non_finite", f"row {row} has a NaN or infinite value")
-    lo, hi = float(arr.min()), float(arr.max())
-    if lo < 0.0 or hi > 1.0:
-        hint = " — pixel values look like 0..255: divide by 255" if hi > 1.0 and hi <= 255.0 and lo >= 0 else ""
-        raise unprocessable("out_of_range", f"values must be in [0, 1]; got min {lo:g}, max {hi:g}{hint}")
-    return arr
+    hint = " — pixel values look like 0..255: divide by 255" if hi > 1.0 and hi <= 255.0 and lo >= 0 else ""
+    raise unprocessable("out_of_range", f"values must be in [0, 1]; got min {lo:g}, max {hi:g}{hint}")
 
 
 def _explain(instances: list[Any]) -> APIError:

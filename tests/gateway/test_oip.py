@@ -1,0 +1,148 @@
+"""The Open Inference Protocol (KServe v2) on the gateway, spoken by a client written elsewhere:
+Triton's own client (tritonclient, http and grpc), against the session's real servers."""
+
+from __future__ import annotations
+
+import warnings
+
+import httpx
+import numpy as np
+import orjson
+import pytest
+
+from mnist_serving import oip
+from mnist_serving.ports import local_address, local_url
+from serving.native.stack import ServingStack
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import tritonclient.grpc as grpcclient
+    import tritonclient.grpc.service_pb2 as triton_pb2
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+
+MODELS = ["mnist-tfserving", "mnist-torchserve", "mnist-torchserve-onnx", "mnist"]
+
+
+def _fields(descriptor) -> dict[str, tuple[int, int, bool, str]]:  # type: ignore[no-untyped-def]
+    return {f.name: (f.number, f.type, f.is_repeated, f.message_type.full_name if f.message_type else "")
+            for f in descriptor.fields}  # fmt: skip
+
+
+def test_the_declared_messages_are_the_published_ones() -> None:
+    """Every message the gateway declares (mnist_serving/oip.py) against Triton's generated classes
+    (its grpc_service.proto is a superset of KServe's grpc_predict_v2.proto): names, numbers, types."""
+    service = triton_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+    assert service.full_name == oip.SERVICE
+    for method, (request, response) in oip.METHODS.items():
+        theirs = service.methods_by_name[method]
+        assert (request.DESCRIPTOR.full_name, response.DESCRIPTOR.full_name) == (
+            theirs.input_type.full_name, theirs.output_type.full_name)  # fmt: skip
+    for name, cls in oip.MESSAGES.items():
+        theirs = triton_pb2.DESCRIPTOR.message_types_by_name[name]
+        mine = cls.DESCRIPTOR
+        assert _fields(mine).items() <= _fields(theirs).items(), name
+        for nested in mine.nested_types:
+            assert _fields(nested).items() <= _fields(theirs.nested_types_by_name[nested.name]).items()
+
+
+@pytest.fixture(scope="module")
+def clients(serving_stack: ServingStack):  # type: ignore[no-untyped-def]
+    p = serving_stack.ports
+    http = httpclient.InferenceServerClient(local_address(p.gateway))
+    grpc = grpcclient.InferenceServerClient(local_address(p.gateway_grpc))
+    yield http, grpc
+    http.close()
+    grpc.close()
+
+
+def test_triton_clients_list_and_check_the_gateway(clients) -> None:
+    http, grpc = clients
+    for c in (http, grpc):
+        assert c.is_server_live() and c.is_server_ready()
+        for model in MODELS:
+            assert c.is_model_ready(model), model
+    meta = http.get_server_metadata()
+    assert meta["name"] == oip.SERVER_NAME and "binary_tensor_data" in meta["extensions"]
+    model = http.get_model_metadata("mnist-torchserve")
+    assert model["versions"] == ["1"] and model["inputs"] == [
+        {"name": "pixels", "datatype": "FP32", "shape": [-1, 784]}
+    ]
+    assert {o["name"] for o in model["outputs"]} == {"probabilities", "label", "uncertain"}
+    gmeta = grpc.get_model_metadata("mnist-tfserving")
+    assert list(gmeta.versions) == ["1"] and gmeta.inputs[0].name == "pixels"
+    assert not http.is_model_ready("mnist-torchserve", "99")
+    with pytest.raises(InferenceServerException, match="no model 'mnist-tensorflow'"):
+        http.get_model_metadata("mnist-tensorflow")
+
+
+def _infer(client, module, model: str, rows: np.ndarray, binary: bool = True, version: str = ""):  # type: ignore[no-untyped-def]
+    tensor = module.InferInput("pixels", list(rows.shape), "FP32")
+    if module is httpclient:
+        tensor.set_data_from_numpy(rows, binary_data=binary)
+        outputs = [module.InferRequestedOutput(n, binary_data=binary) for n in ("probabilities", "label", "uncertain")]
+    else:
+        tensor.set_data_from_numpy(rows)
+        outputs = [module.InferRequestedOutput(n) for n in ("probabilities", "label", "uncertain")]
+    return client.infer(model, [tensor], outputs=outputs, model_version=version)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_the_same_rows_get_the_same_labels_through_v1_and_v2(clients, serving_stack, digits, model: str) -> None:
+    http, grpc = clients
+    rows = digits[0][:16].astype(np.float32)
+    backend = oip.MODELS[model]
+    v1 = httpx.post(f"{local_url(serving_stack.ports.gateway)}/v1/predict", params={"backend": backend},
+                    json={"instances": rows.tolist()}, timeout=20).json()  # fmt: skip
+    answers = [
+        _infer(http, httpclient, model, rows),  # binary tensors both ways (tritonclient's default)
+        _infer(http, httpclient, model, rows, binary=False),  # JSON data
+        _infer(http, httpclient, model, rows.reshape(-1, 28, 28)),  # 28x28 images
+        _infer(grpc, grpcclient, model, rows),
+    ]
+    for result in answers:
+        assert result.as_numpy("label").tolist() == v1["labels"]
+        np.testing.assert_allclose(result.as_numpy("probabilities"), np.asarray(v1["predictions"]), atol=1e-6)
+        assert result.as_numpy("uncertain").tolist() == v1["uncertain"]
+    assert _infer(http, httpclient, model, rows).get_response()["model_version"] == "1"
+
+
+def test_a_version_path_names_the_version_and_an_unknown_one_is_404(clients, serving_stack, digits) -> None:
+    http, grpc = clients
+    rows = digits[0][:2].astype(np.float32)
+    for model in ("mnist-tfserving", "mnist-torchserve"):
+        assert _infer(http, httpclient, model, rows, version="1").get_response()["model_version"] == "1"
+        with pytest.raises(InferenceServerException, match="no version '7'"):
+            _infer(http, httpclient, model, rows, version="7")
+        with pytest.raises(InferenceServerException, match="no version '7'"):
+            _infer(grpc, grpcclient, model, rows, version="7")
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fix"),
+    [
+        ({"inputs": [{"name": "pixels", "shape": [1, 784], "datatype": "FP64", "data": [0.0] * 784}]}, 400, "FP32"),
+        ({"inputs": [{"name": "pixels", "shape": [1, 28, 28, 1], "datatype": "FP32", "data": [0.0] * 784}]}, 400,
+         "channel axis"),
+        ({"inputs": [{"name": "image", "shape": [1, 784], "datatype": "FP32", "data": [0.0] * 784}]}, 400, "'pixels'"),
+        ({"inputs": [{"name": "pixels", "shape": [1, 784], "datatype": "FP32", "data": [0.0] * 784}], "input": 1},
+         422, "did you mean 'inputs'"),
+        ({"instances": [[0.0] * 784]}, 400, "/v1/predict"),
+        ({"inputs": [{"name": "pixels", "shape": [2, 784], "datatype": "FP32", "data": [0.0] * 784}]}, 400,
+         "needs 1568 values"),
+    ],
+)  # fmt: skip
+def test_v2_errors_follow_the_protocol_and_name_the_fix(serving_stack, body, status: int, fix: str) -> None:
+    r = httpx.post(f"{local_url(serving_stack.ports.gateway)}/v2/models/mnist/infer", content=orjson.dumps(body))
+    assert r.status_code == status, r.text
+    error = r.json()
+    assert isinstance(error["error"], str) and fix in error["error"], error  # the protocol's {"error": "..."}
+
+
+def test_v2_errors_over_grpc_are_status_codes(clients) -> None:
+    _, grpc = clients
+    tensor = grpcclient.InferInput("pixels", [1, 784], "FP64")
+    tensor.set_data_from_numpy(np.zeros((1, 784)))
+    with pytest.raises(InferenceServerException) as info:
+        grpc.infer("mnist-tfserving", [tensor])
+    assert info.value.status() == "StatusCode.INVALID_ARGUMENT" and "FP32" in info.value.message()
