@@ -11,6 +11,7 @@ TORCHSERVE_GRPC_ADDRESS override them. Prints one line per path and exits 1 if t
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
@@ -94,7 +95,12 @@ def torchserve_grpc(rows: np.ndarray) -> int:
 
 
 def main(argv: list[str]) -> int:
-    path = Path(argv[1]) if len(argv) > 1 else Path(__file__).parent / "digit-9.png"
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("image", nargs="?", type=Path, default=Path(__file__).parent / "digit-9.png",
+                   help="an image of one digit (default: examples/digit-9.png)")  # fmt: skip
+    path = p.parse_args(argv[1:]).image
+    if not path.is_file():
+        p.error(f"no such file: {path}")
     with httpx.Client(base_url=GATEWAY, timeout=10) as client:
         label, rows = gateway_image(client, path.read_bytes())
         labels = {

@@ -135,10 +135,10 @@ def _grayscale(img: Image.Image) -> np.ndarray:
 def to_mnist(gray: np.ndarray) -> np.ndarray:
     border = _border(gray)
     light_paper = float(np.median(border)) > 127
+    if float(gray.max() - gray.min()) < MIN_CONTRAST:  # all one shade: black, white or gray
+        raise unprocessable("blank_image", "no digit found: the image is blank (all one shade); send a digit")
     if gray.shape == (IMAGE_SIDE, IMAGE_SIDE):
         digit = 255.0 - gray if light_paper else gray
-        if float(digit.max() - digit.min()) < MIN_CONTRAST:  # all one shade: black, white or gray
-            raise unprocessable("blank_image", "no digit found: the image is blank or has no contrast")
         return (digit / 255.0).astype(np.float32)
     gray = _reduce(gray)
     ink = _ink(255.0 - gray if light_paper else gray)
@@ -147,8 +147,12 @@ def to_mnist(gray: np.ndarray) -> np.ndarray:
     eight_bit = Image.fromarray(np.clip(ink, 0, 255).astype(np.uint8), mode="L")
     smooth = np.asarray(eight_bit.filter(ImageFilter.GaussianBlur(max(1.0, side / 200))), dtype=np.float32)
     peak = float(smooth.max())
-    if peak < MIN_CONTRAST:  # nothing stands out from the background
-        raise unprocessable("blank_image", "no digit found: the image is blank or has no contrast")
+    if peak < MIN_CONTRAST:  # it has contrast, but nothing stands out of the paper's own texture
+        raise unprocessable(
+            "no_digit",
+            "no digit found: nothing stands out from the background (the image looks like noise, a texture or a "
+            "faint drawing); send one dark digit on light paper, or a light digit on dark, filling much of the image",
+        )
     ys, xs = np.nonzero(smooth > CROP_THRESHOLD * peak)
     crop = ink[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
     crop = np.clip(crop * (255.0 / (SATURATION * float(crop.max()))), 0, 255)

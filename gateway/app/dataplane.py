@@ -24,6 +24,7 @@ import logging
 import math
 import random
 import time
+import zlib
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -96,6 +97,18 @@ class Budget:
 
 
 @dataclass(frozen=True)
+class Canary:
+    """A share of a backend's traffic (requests that name no version) sent to another version,
+    sticky per client: the same principal always lands on the same side while the split holds."""
+
+    version: str
+    percent: float
+
+    def takes(self, principal: str) -> bool:
+        return zlib.crc32(principal.encode()) % 10_000 < self.percent * 100
+
+
+@dataclass(frozen=True)
 class Result:
     backend: str
     prediction: Prediction
@@ -162,6 +175,7 @@ class DataPlane:
             self._mark(n, up=True)
         self._watcher: asyncio.Task[None] | None = None
         self.statuses: dict[str, Status] = {}  # the latest status of each backend
+        self.canaries: dict[str, Canary] = {}
 
     def start(self) -> None:
         """Background work: every backend's status, read every STATUS_EVERY_S."""
@@ -246,17 +260,21 @@ class DataPlane:
     ) -> Result:
         """``json_body``: the request's own JSON, when a REST backend can take it unchanged.
         ``budget``: the request's time budget; ``principal``: who asks, for fair shares;
-        ``version``: a version number or label (None: the backend's default)."""
+        ``version``: a version number or label (None: the backend's default, or its canary's for
+        the clients the canary takes)."""
         if backend != AUTO:
             if version is not None:
-                self._check_version(backend, version)
+                await self._check_version(backend, version)
+            elif self.canaries:
+                version = self._canary_version(backend, principal)
             return await self._call(backend, rows, json_body, budget, principal, version=version)
         order = self._route_order()
         first_error: BackendError | None = None
         for name in order:
             try:
+                chosen = version if version is not None or not self.canaries else self._canary_version(name, principal)
                 result = await self._call(
-                    name, rows, json_body, budget, principal, retry=name == order[0], version=version
+                    name, rows, json_body, budget, principal, retry=name == order[0], version=chosen
                 )
             except (BackendRejected, BackendTimeout):
                 raise  # a bad request stays bad elsewhere; a timeout already spent the time budget
@@ -280,11 +298,34 @@ class DataPlane:
         assert first_error is not None
         raise first_error
 
-    def _check_version(self, name: str, version: str) -> None:
+    def _canary_version(self, name: str, principal: str) -> str | None:
+        canary = self.canaries.get(name)
+        return canary.version if canary is not None and canary.takes(principal) else None
+
+    async def set_canary(self, name: str, version: str, percent: float) -> Canary:
+        """Send ``percent`` of ``name``'s clients to ``version`` (it must be loaded)."""
+        self.check_backend(name)
+        if name == AUTO:
+            raise APIError(400, "bad_backends", "a canary belongs to one backend, not auto")
+        if not 0 <= percent <= 100:
+            raise APIError(422, "invalid_parameter", f"percent must be within 0..100, got {percent}")
+        await self._check_version(name, version)
+        canary = self.canaries[name] = Canary(version, percent)
+        log.info("canary set", extra={"backend": name, "version": version, "percent": percent})
+        return canary
+
+    def clear_canary(self, name: str) -> None:
+        self.check_backend(name)
+        if self.canaries.pop(name, None) is not None:
+            log.info("canary cleared", extra={"backend": name})
+
+    async def _check_version(self, name: str, version: str) -> None:
         """404 naming what is loaded, for a version the backend's latest status does not list."""
         status = self.statuses.get(name)
-        if status is None or not status.versions or version in status.versions or version in status.labels:
-            return  # unknown yet: the backend itself answers
+        if status is None:
+            status = self.statuses[name] = await self.clients[name].status()
+        if not version.replace(".", "").isdigit() or not status.versions or version in status.versions:
+            return  # a label, or a backend that does not list its versions: the client resolves it
         labels = f"; labels {', '.join(f'{k}={v}' for k, v in status.labels.items())}" if status.labels else ""
         raise APIError(
             404, "unknown_version", f"{name} has no version {version!r} (loaded: {', '.join(status.versions)}{labels})"
@@ -440,9 +481,18 @@ class DataPlane:
             self.metrics.backend_up.labels(name).set(1 if up else 0)
 
     async def compare(
-        self, rows: np.ndarray, backends: list[str], json_body: bytes | None = None, *, budget: Budget
+        self,
+        rows: np.ndarray,
+        backends: list[str],
+        json_body: bytes | None = None,
+        *,
+        budget: Budget,
+        version: str | None = None,
     ) -> dict[str, Any]:
-        calls = (self._call(b, rows, json_body, budget) for b in backends)
+        if version is not None:
+            for b in backends:
+                await self._check_version(b, version)
+        calls = (self._call(b, rows, json_body, budget, version=version) for b in backends)
         outcomes = await asyncio.gather(*calls, return_exceptions=True)
         results: dict[str, Any] = {}
         labels = []
@@ -457,13 +507,23 @@ class DataPlane:
                 results[name] = outcome.as_dict()
                 labels.append(outcome.prediction.probabilities.argmax(axis=1))
         if not labels:
-            raise APIError(503, "all_backends_failed", "no backend answered", results=results)
+            # One answer for the whole: the inner errors' status when they all share it (every
+            # backend's 504 is a 504: the deadline passed), else 503.
+            statuses = {r["error"]["status"] for r in results.values()}
+            status = statuses.pop() if len(statuses) == 1 else 503
+            raise APIError(status, "all_backends_failed", "no backend answered; see each one's error", results=results)
         ok = [o for o in outcomes if isinstance(o, Result)]
         agree = len(labels) == len(backends) and all(np.array_equal(labels[0], x) for x in labels[1:])
         answer: dict[str, Any] = {"results": results, "labels_agree": agree if len(labels) > 1 else None}
         if len(ok) > 1:
-            diffs = [np.abs(ok[0].prediction.probabilities - o.prediction.probabilities).max() for o in ok[1:]]
-            answer["max_abs_probability_diff"] = float(max(diffs))
+            first = ok[0].prediction.probabilities
+            gaps = np.max([np.abs(first - o.prediction.probabilities).max(axis=1) for o in ok[1:]], axis=0)
+            differ = np.zeros(len(first), dtype=bool)
+            for x in labels[1:]:
+                differ |= labels[0] != x
+            answer["disagreeing_rows"] = np.flatnonzero(differ)
+            answer["max_abs_probability_diff"] = float(gaps.max())
+            answer["max_abs_probability_diff_row"] = int(gaps.argmax())
         return answer
 
     async def backends(self) -> list[dict[str, Any]]:
@@ -480,6 +540,11 @@ class DataPlane:
                 "versions": list(status.versions),
                 "labels": status.labels,
                 "circuit": self.breakers[name].state,
+                "canary": (
+                    {"version": self.canaries[name].version, "percent": self.canaries[name].percent}
+                    if name in self.canaries
+                    else None
+                ),
                 "in_flight": admission.calls,
                 "in_flight_rows": admission.inflight,
                 "limit_rows": round(admission.limit, 1),

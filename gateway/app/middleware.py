@@ -42,6 +42,10 @@ _KNOWN_ROUTES = frozenset(
         "/docs",
         "/redoc",
         "/openapi.json",
+        "/favicon.ico",
+        "/v2",
+        "/v2/health/live",
+        "/v2/health/ready",
     }
 )
 
@@ -51,6 +55,10 @@ def _route(path: str) -> str:
         return path
     if path.startswith(("/static/", "/docs-assets/")):
         return "/static"
+    if path.startswith("/v2/models/"):  # one label per kind of route, not per model (bounded cardinality)
+        return "/v2/models/{model}/infer" if path.endswith("/infer") else "/v2/models/{model}"
+    if path.startswith("/v1/backends/"):
+        return "/v1/backends/{backend}/canary"
     return "other"
 
 

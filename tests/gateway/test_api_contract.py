@@ -49,7 +49,7 @@ def test_the_document_is_valid_openapi_and_describes_every_route(spec: dict[str,
         "/v2/models/{model}/versions/{version}/infer",
     }
     assert set(paths) == {"/v1/predict", "/v1/predict/image", "/v1/compare", "/v1/backends", "/healthz", "/readyz",
-                          "/metrics", *v2}  # fmt: skip
+                          "/metrics", "/v1/backends/{backend}/canary", *v2}  # fmt: skip
     predict = paths["/v1/predict"]["post"]
     body = predict["requestBody"]["content"]["application/json"]["schema"]
     assert body["properties"]["instances"]["maxItems"] == 256 and body["required"] == ["instances"]
@@ -196,7 +196,7 @@ def _code_error_types() -> set[str]:
     sources.append(REPO / "mnist_serving" / "image.py")
     text = "\n".join(p.read_text() for p in sources)
     found = set(re.findall(r'(?:unprocessable|too_large|unsupported|bad_request)\(\s*"([a-z_]+)"', text))
-    found |= set(re.findall(r'(?:APIError|Shed)\(\s*\d+,\s*"([a-z_]+)"', text))
+    found |= set(re.findall(r'(?:APIError|Shed)\(\s*(?:\d+|\w+),\s*"([a-z_]+)"', text))
     found |= set(re.findall(r'\bkind(?:, retryable)? = (?:\d+, )?"([a-z_]+)"', text))
     found |= set(re.findall(r'"type": "([a-z_]+)", "message"', text))  # handlers building bodies directly
     found |= set(re.findall(r'\d{3}: "([a-z_]+)"', text))  # the 404/405 names

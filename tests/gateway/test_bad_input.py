@@ -118,6 +118,6 @@ def test_gateway_survives_all_of_it(gw: httpx.Client, gw_url: str) -> None:
 
 
 def test_strings_elsewhere_in_the_body_do_not_reject_numbers(gw: httpx.Client, gw_url: str) -> None:
-    body = b'{"instances": [' + _values(0.0).encode() + b'], "note": "true"}'
+    body = b'{"instances": [' + _values(0.0).encode() + b'], "signature_name": "serving_default"}'
     r = gw.post(f"{gw_url}/v1/predict", content=body, headers={"Content-Type": "application/json"})
     assert r.status_code == 200, r.text

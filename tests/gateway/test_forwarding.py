@@ -63,14 +63,16 @@ def test_plain_rows_are_forwarded_byte_for_byte(recorder) -> None:
     assert r.json()["labels"] == [0, 1]
 
 
-@pytest.mark.parametrize("shape", ["28x28", "extra-key"])
+@pytest.mark.parametrize("shape", ["28x28", "signature-name", "tf-columnar"])
 def test_other_bodies_are_reencoded(recorder, shape: str) -> None:
     backend, url = recorder
     rows = _rows(2)
     if shape == "28x28":
         body = orjson.dumps({"instances": rows.reshape(2, 28, 28).tolist()})
+    elif shape == "signature-name":
+        body = orjson.dumps({"instances": rows.tolist(), "signature_name": "serving_default"})
     else:
-        body = orjson.dumps({"instances": rows.tolist(), "note": "kept out"})
+        body = orjson.dumps({"inputs": {"pixels": rows.tolist()}})
     with gateway(tfserving_url=url) as gw:
         r = _post(gw, body)
     assert r.status_code == 200, r.text

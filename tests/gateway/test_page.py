@@ -166,3 +166,53 @@ def test_page_is_served_without_external_resources(gw_url: str) -> None:
 def test_screenshot_path_is_ignored_by_git() -> None:
     assert "/test-artifacts/" in (REPO / ".gitignore").read_text()
     assert isinstance(ARTIFACTS, Path)
+
+
+def _choose_file(driver, url: str, path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(url + "/")
+    WebDriverWait(driver, WAIT_S).until(ec.element_to_be_clickable((By.ID, "predict")))
+    driver.find_element(By.ID, "file").send_keys(str(path))
+    WebDriverWait(driver, WAIT_S).until(lambda d: "answered" in d.find_element(By.ID, "status").text)
+
+
+def test_a_chosen_file_is_predicted_again_by_predict_not_called_an_empty_drawing(browser, gw_url: str) -> None:
+    """The page predicted on file choice, then Predict said "The drawing is empty" beside that result."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    _choose_file(browser, gw_url, REPO / "examples" / "digit-9.png")
+    assert _card(browser, "tfserving")["digit"] == "9"
+    browser.execute_script("document.getElementById('status').textContent = '';")
+    browser.find_element(By.ID, "predict").click()
+    WebDriverWait(browser, WAIT_S).until(lambda d: d.find_element(By.ID, "status").text)
+    status = browser.find_element(By.ID, "status").text
+    assert "empty" not in status and "answered" in status, status
+    assert _card(browser, "tfserving")["digit"] == "9"
+
+
+def test_an_uncertain_answer_says_so(browser, gw_url: str, tmp_path: Path) -> None:
+    """A letter A: the models answer something, and the page says it is uncertain."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    img = Image.new("L", (200, 200), 255)
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default(size=150)
+    draw.text((35, 10), "A", fill=0, font=font)
+    path = tmp_path / "letter-a.png"
+    img.save(path)
+    _choose_file(browser, gw_url, path)
+    metas = [str(_card(browser, b)["meta"]) for b in ("tfserving", "torchserve")]
+    assert any("uncertain" in m for m in metas), metas
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "page-uncertain.png"))
+
+
+def test_the_favicon_is_served(gw_url: str) -> None:
+    import httpx
+
+    r = httpx.get(gw_url + "/favicon.ico")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("image/svg+xml")

@@ -22,7 +22,12 @@ IMAGE_STATUS = {"unsupported": 415, "too_large": 413, "unprocessable": 422}  # I
 async def json_rows(incoming: Incoming, settings: Settings) -> Instances:
     ctype = incoming.content_type
     if ctype and ctype != "application/json" and not ctype.endswith("+json"):
-        raise unsupported("unsupported_media_type", f"expected application/json, got {ctype}")
+        hint = (
+            ": to upload an image, POST it to /v1/predict/image (multipart, field 'file')"
+            if ctype.startswith(("multipart/", "image/"))
+            else " (curl: -H 'Content-Type: application/json')"
+        )
+        raise unsupported("unsupported_media_type", f"expected application/json, got {ctype}{hint}")
     return decode_request(await incoming.body(settings.max_body_bytes), settings.max_rows)
 
 
@@ -36,8 +41,14 @@ async def image_row(incoming: Incoming, settings: Settings, decoder: ImageDecode
     except MultiPartException as exc:
         raise bad_request("invalid_multipart", f"the multipart body cannot be read: {exc.message}") from exc
     upload = form.get("file")
+    if isinstance(upload, str):
+        raise unprocessable(
+            "file_is_text",
+            "the field 'file' holds text, not a file: send the file itself (curl: -F file=@digit.png, with the @)",
+        )
     if not isinstance(upload, UploadFile):
-        raise unprocessable("missing_file", "multipart body has no file field named 'file'")
+        fields = ", ".join(repr(k) for k in form) or "none"
+        raise unprocessable("missing_file", f"multipart body has no file field named 'file' (fields sent: {fields})")
     data = await upload.read(settings.max_image_bytes + 1)
     await form.close()
     if len(data) > settings.max_image_bytes:

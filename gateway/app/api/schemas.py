@@ -110,7 +110,9 @@ class BackendError(BaseModel):
 class CompareResponse(BaseModel):
     results: dict[str, Prediction | BackendError] = Field(description="per backend: its answer or its error")
     labels_agree: bool | None = Field(description="null when fewer than two answered")
+    disagreeing_rows: list[int] | None = Field(None, description="the rows whose labels differ between backends")
     max_abs_probability_diff: float | None = Field(None, description="largest difference between two answers")
+    max_abs_probability_diff_row: int | None = Field(None, description="the row where that difference is")
     input: list[list[float]] | None = None
 
 
@@ -122,6 +124,7 @@ class Backend(BaseModel):
     model_version: str | None = Field(description="the version a request without one goes to")
     versions: list[str] = Field(description="every version loaded and serving")
     labels: dict[str, str] = Field(description="TF Serving's version labels: label -> version")
+    canary: CanaryRequest | None = Field(description="the canary split, when one is set")
     circuit: str = Field(description="closed, open or half-open")
     route_weight: float
     in_flight: int = Field(description="calls in flight now")
@@ -130,6 +133,17 @@ class Backend(BaseModel):
     waiting: int = Field(description="calls waiting for a slot now")
     implementation: str | None = Field(None, description="the server: real, or the TF Serving stand-in")
     detail: str | None = None
+
+
+class CanaryRequest(BaseModel):
+    version: str = Field(description="a version the backend has loaded (a number, or a TF Serving label)")
+    percent: float = Field(ge=0, le=100, description="the share of clients sent to it, sticky per client")
+
+
+class CanaryResponse(BaseModel):
+    backend: str
+    version: str | None
+    percent: float
 
 
 class V2Tensor(BaseModel):

@@ -85,6 +85,12 @@ class BackendRejected(BackendError):
     kind = "backend_rejected"
 
 
+class UnknownVersion(BackendRejected):
+    """The version or label asked for is not one the backend has."""
+
+    status, kind = 404, "unknown_version"
+
+
 class BackendClient(Protocol):
     name: str  # the routing name: tfserving, torchserve, torchserve-onnx
     protocol: str  # rest or grpc

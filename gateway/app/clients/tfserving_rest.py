@@ -16,11 +16,11 @@ import orjson
 
 from gateway.app.clients.base import (
     BackendError,
-    BackendRejected,
     BackendUnavailable,
     ClientSettings,
     Prediction,
     Status,
+    UnknownVersion,
     call_http,
     check_probabilities,
     http_error,
@@ -67,7 +67,8 @@ class TFServingRESTClient:
             return version
         resolved = self._labels.get(version) or await self._lookup(version)
         if not resolved:
-            raise BackendRejected(self.name, f"no version carries the label {version!r}")
+            labels = ", ".join(f"{k}={v}" for k, v in self._labels.items()) or "none known"
+            raise UnknownVersion(self.name, f"no version carries the label {version!r} (labels: {labels})")
         return resolved
 
     async def _lookup(self, label: str) -> str:

@@ -7,10 +7,10 @@ import orjson
 
 from gateway.app.clients.base import (
     BackendError,
-    BackendRejected,
     ClientSettings,
     Prediction,
     Status,
+    UnknownVersion,
     call_http,
     check_probabilities,
     http_error,
@@ -136,7 +136,7 @@ class TorchServeRESTClient:
 
 def check_version(backend: str, version: str) -> str:
     if not version.replace(".", "").isdigit():
-        raise BackendRejected(backend, f"TorchServe versions are numbers (such as 1 or 2.0), not {version!r}")
+        raise UnknownVersion(backend, f"TorchServe versions are numbers (such as 1 or 2.0), not {version!r}")
     return version
 
 

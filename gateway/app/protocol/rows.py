@@ -12,6 +12,7 @@ scans, and the rows are walked only when one shows up.
 
 from __future__ import annotations
 
+import difflib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,7 @@ import numpy as np
 import orjson
 
 from gateway.app.core.errors import APIError, bad_request, too_large, unprocessable
-from mnist_serving.spec import IMAGE_SIDE, INPUT_DIM
+from mnist_serving.spec import IMAGE_SIDE, INPUT_DIM, INPUT_NAME, SIGNATURE_NAME
 
 
 def parse_json(raw: bytes) -> Any:
@@ -50,9 +51,52 @@ def decode_request(raw: bytes, max_rows: int) -> Instances:
     body = parse_json(raw)
     if raw.count(_KEY) > 1:  # one scan; only then the slower parse that sees duplicate keys
         _refuse_duplicate_keys(raw)
+    if type(body) is dict and (len(body) != 1 or "instances" not in body):
+        return Instances(decode_instances(_instances_of(body), max_rows))  # another form: re-encoded
     array = decode_instances(body, max_rows, raw)
-    canonical = len(body) == 1 and type(body["instances"][0]) is list and type(body["instances"][0][0]) is not list
+    canonical = type(body["instances"][0]) is list and type(body["instances"][0][0]) is not list
     return Instances(array, raw if canonical else None)
+
+
+_FIELDS = ("instances", "inputs", "signature_name")
+
+
+def _instances_of(body: dict[str, Any]) -> dict[str, Any]:
+    """TF Serving's other request forms as ``{"instances": rows}``: its columnar ``{"inputs": rows}``
+    or ``{"inputs": {"pixels": rows}}``, and ``signature_name`` (only the model's own). Any other
+    field is refused with the ones this route takes."""
+    if "instances" not in body and "inputs" not in body:
+        sent = ", ".join(repr(k) for k in body) or "none"
+        close = next((m for k in body for m in difflib.get_close_matches(k, _FIELDS[:2], n=1, cutoff=0.6)), None)
+        hint = f"; did you mean {close!r}?" if close else ""
+        raise unprocessable(
+            "missing_instances", f'the body has no "instances" list (fields sent: {sent}){hint}: {_SHAPE_HINT}'
+        )
+    for key in body:
+        if key not in _FIELDS:
+            close = difflib.get_close_matches(key, _FIELDS, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise unprocessable(
+                "unknown_field", f"the body has no field {key!r}{hint} (it takes: instances, or TF Serving's inputs; "
+                "signature_name)",
+            )  # fmt: skip
+    signature = body.get("signature_name", SIGNATURE_NAME)
+    if signature != SIGNATURE_NAME:
+        raise unprocessable("unknown_signature", f"the model's one signature is {SIGNATURE_NAME!r}, not {signature!r}")
+    if "instances" in body and "inputs" in body:
+        raise unprocessable(
+            "ambiguous_body", 'send "instances" (rows) or "inputs" (TF Serving\'s columnar form), not both'
+        )
+    if "inputs" not in body:
+        return body
+    inputs = body["inputs"]
+    if isinstance(inputs, dict):
+        if set(inputs) != {INPUT_NAME}:
+            raise unprocessable(
+                "unknown_input", f'"inputs" names the model\'s one input {INPUT_NAME!r}, not {sorted(inputs)}'
+            )
+        inputs = inputs[INPUT_NAME]
+    return {"instances": inputs}
 
 
 def decode_instances(body: Any, max_rows: int, raw: bytes | None = None) -> np.ndarray:
@@ -76,6 +120,12 @@ def decode_instances(body: Any, max_rows: int, raw: bytes | None = None) -> np.n
         raise _explain(instances) from None
     if arr.ndim == 3 and arr.shape[1:] == (IMAGE_SIDE, IMAGE_SIDE):
         arr = arr.reshape(len(arr), INPUT_DIM)
+    elif arr.ndim == 4 and arr.shape[1:] == (IMAGE_SIDE, IMAGE_SIDE, 1):
+        raise unprocessable(
+            "wrong_shape",
+            f"rows are {IMAGE_SIDE}x{IMAGE_SIDE}x1 (Keras' channel axis): drop the last axis, x[..., 0] or "
+            f"x.reshape(len(x), {INPUT_DIM}) in numpy",
+        )
     if arr.ndim != 2 or arr.shape[1] != INPUT_DIM:
         raise _explain(instances)
     return check_values(arr)

@@ -10,6 +10,7 @@ const agreementEl = document.getElementById("agreement");
 const predictBtn = document.getElementById("predict");
 let drawn = false;
 let drawing = false;
+let chosenFile = null; // the last image chosen or dropped: Predict sends it again until something is drawn
 let last = null;
 
 function resetPad() {
@@ -36,6 +37,7 @@ pad.addEventListener("pointerdown", (e) => {
   ctx.fillStyle = "#000";
   ctx.fill();
   drawn = true;
+  chosenFile = null;
 });
 pad.addEventListener("pointermove", (e) => {
   if (!drawing) return;
@@ -56,6 +58,8 @@ function setStatus(text, isError = false) {
 
 function clearAll() {
   resetPad();
+  chosenFile = null;
+  document.getElementById("file").value = "";
   setStatus("Draw a digit, then press Predict.");
   agreementEl.textContent = "";
   agreementEl.className = "";
@@ -84,7 +88,10 @@ function renderCard(backend, result) {
   const probs = result.predictions[0];
   const label = result.labels[0];
   digit.textContent = String(label);
-  meta.textContent = `model v${result.model_version} · ${result.latency_ms.toFixed(1)} ms`;
+  const uncertain = Boolean(result.uncertain && result.uncertain[0]);
+  card.classList.toggle("uncertain", uncertain);
+  meta.textContent = `model v${result.model_version} · ${result.latency_ms.toFixed(1)} ms` +
+    (uncertain ? " · uncertain: this may not be a digit, or a hard one to read" : "");
   probs.forEach((p, i) => {
     const li = document.createElement("li");
     if (i === label) li.className = "top";
@@ -153,15 +160,22 @@ async function send(blob, name) {
 }
 
 function predictDrawing() {
-  if (!drawn) { setStatus("The drawing is empty: draw a digit first.", true); pad.focus(); return; }
+  if (!drawn && chosenFile) { send(chosenFile, chosenFile.name); return; }
+  if (!drawn) { setStatus("The drawing is empty: draw a digit, or choose an image file.", true); pad.focus(); return; }
   pad.toBlob((blob) => send(blob, "drawing.png"), "image/png");
+}
+
+function sendFile(f) {
+  resetPad(); // the result is the file's, not an earlier drawing's
+  chosenFile = f;
+  send(f, f.name);
 }
 
 predictBtn.addEventListener("click", predictDrawing);
 document.getElementById("clear").addEventListener("click", clearAll);
 document.getElementById("file").addEventListener("change", (e) => {
   const f = e.target.files[0];
-  if (f) send(f, f.name);
+  if (f) sendFile(f);
 });
 pad.addEventListener("keydown", (e) => {
   if (e.key === "Enter") { e.preventDefault(); predictDrawing(); }
@@ -178,7 +192,7 @@ pad.addEventListener("drop", (e) => {
   e.preventDefault();
   pad.classList.remove("dragover");
   const f = e.dataTransfer.files[0];
-  if (f) send(f, f.name);
+  if (f) sendFile(f);
 });
 
 resetPad();

@@ -11,13 +11,14 @@ from gateway.app.api.encode import ORJSONResponse
 from gateway.app.api.incoming import Incoming
 from gateway.app.api.inputs import image_row, json_rows
 from gateway.app.api.params import boolean, read
+from gateway.app.api.routes.predict import VERSION_PARAM
 from gateway.app.api.schemas import CompareResponse, PredictRequest, errors, image_body, operation, query
 from gateway.app.core.errors import bad_request
 
 router = APIRouter(prefix="/v1", tags=["compare"])
 
 DEFAULT_BACKENDS = "tfserving,torchserve"
-PARAMS = {"backends": DEFAULT_BACKENDS, "include_input": "false"}
+PARAMS = {"backends": DEFAULT_BACKENDS, "version": "", "include_input": "false"}
 BACKENDS_PARAM = query(
     "backends", "comma-separated backends to compare", {"type": "string", "default": DEFAULT_BACKENDS}
 )
@@ -44,7 +45,7 @@ async def compare(incoming: Incoming) -> dict[str, Any]:
         instances = await json_rows(incoming, settings)
         rows, json_body = instances.array, instances.json
     incoming.state["backend"] = "+".join(names)
-    body = await dp.compare(rows, names, json_body, budget=budget)
+    body = await dp.compare(rows, names, json_body, budget=budget, version=params["version"] or None)
     if include_input and image is not None:
         body["input"] = image
     return body
@@ -57,7 +58,7 @@ async def compare(incoming: Incoming) -> dict[str, Any]:
         200: {"model": CompareResponse, "description": "each backend's answer or error, and whether they agree"},
         **errors(400, 401, 413, 415, 422, 503, 504),
     },
-    openapi_extra=operation(image_body(also_json=PredictRequest), BACKENDS_PARAM, INPUT_PARAM),
+    openapi_extra=operation(image_body(also_json=PredictRequest), BACKENDS_PARAM, VERSION_PARAM, INPUT_PARAM),
 )
 async def compare_route(request: Request) -> ORJSONResponse:
     """The same input to several backends at once: JSON ``{"instances": ...}`` or a multipart image

@@ -15,3 +15,9 @@ router = APIRouter(tags=["page"], include_in_schema=False)
 @router.get("/")
 async def index() -> FileResponse:
     return FileResponse(STATIC / "index.html", media_type="text/html")
+
+
+@router.get("/favicon.ico")
+async def favicon() -> FileResponse:
+    """Browsers ask for it whatever the page links: the page's own icon (SVG), not a 404."""
+    return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")

@@ -28,8 +28,14 @@ INPUT_PARAM = query(
     "include_input", "also return the 28x28 image the model received", {"type": "boolean", "default": False}
 )
 PREDICT_ERRORS = errors(400, 401, 413, 415, 422, 429, 502, 503, 504)
-PREDICT_PARAMS = {"backend": "auto"}
-IMAGE_PARAMS = {"backend": "auto", "include_input": "false"}
+VERSION_PARAM = query(
+    "version",
+    "a model version (a number, or a TF Serving label such as stable); default: the backend's default, "
+    "or its canary for the share of clients the canary takes",
+    {"type": "string"},
+)
+PREDICT_PARAMS = {"backend": "auto", "version": ""}
+IMAGE_PARAMS = {"backend": "auto", "version": "", "include_input": "false"}
 
 
 async def predict(incoming: Incoming) -> dict[str, Any]:
@@ -41,7 +47,8 @@ async def predict(incoming: Incoming) -> dict[str, Any]:
     principal = principal_of(incoming) if dp.shares_enforced else ""
     dp.precheck(backend, principal)  # before the body is read
     rows = await json_rows(incoming, settings)
-    result = await dp.infer(backend, rows.array, rows.json, budget=budget, principal=principal)
+    version = params["version"] or None
+    result = await dp.infer(backend, rows.array, rows.json, budget=budget, principal=principal, version=version)
     incoming.state["backend"] = result.backend
     return result.as_dict()
 
@@ -56,7 +63,8 @@ async def predict_image(incoming: Incoming) -> dict[str, Any]:
     principal = principal_of(incoming) if dp.shares_enforced else ""
     dp.precheck(backend, principal)  # before the upload is read and decoded
     image = await image_row(incoming, settings, incoming.scope["app"].state.image_decoder)
-    result = await dp.infer(backend, image.reshape(1, -1), budget=budget, principal=principal)
+    version = params["version"] or None
+    result = await dp.infer(backend, image.reshape(1, -1), budget=budget, principal=principal, version=version)
     incoming.state["backend"] = result.backend
     body = result.as_dict()
     if include_input:
@@ -68,7 +76,7 @@ async def predict_image(incoming: Incoming) -> dict[str, Any]:
     "/predict",
     response_class=ORJSONResponse,
     responses={200: {"model": Prediction, "description": "probabilities and labels, one per row"}, **PREDICT_ERRORS},
-    openapi_extra=operation(json_body(PredictRequest), BACKEND_PARAM),
+    openapi_extra=operation(json_body(PredictRequest), BACKEND_PARAM, VERSION_PARAM),
 )
 async def predict_route(request: Request) -> ORJSONResponse:
     """Classify rows: ``{"instances": [row, ...]}``, a row being 784 numbers in [0, 1] or 28 rows of 28.
@@ -80,7 +88,7 @@ async def predict_route(request: Request) -> ORJSONResponse:
     "/predict/image",
     response_class=ORJSONResponse,
     responses={200: {"model": Prediction, "description": "the digit's probabilities and label"}, **PREDICT_ERRORS},
-    openapi_extra=operation(image_body(), BACKEND_PARAM, INPUT_PARAM),
+    openapi_extra=operation(image_body(), BACKEND_PARAM, VERSION_PARAM, INPUT_PARAM),
 )
 async def predict_image_route(request: Request) -> ORJSONResponse:
     """Classify one uploaded image (multipart/form-data, field ``file``), preprocessed MNIST-style:
