@@ -11,7 +11,7 @@ TRAIN_ARGS ?=
 SERVERS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup train test test-containers lint serve serve-models mar bench-servers bench-tuning bench-gateway bench-validation bench-generator gpu-report load load-sweep load-chaos load-matrix locust-ui up up-gpu up-offline load-compose down k8s-render deploy k8s-images k8s-config k8s-load clean
+.PHONY: help setup train test test-containers lint serve serve-models mar bench-servers bench-tuning bench-gateway bench-overload bench-validation bench-generator gpu-report load load-sweep load-chaos load-matrix locust-ui up up-gpu up-offline load-compose down k8s-render deploy k8s-images k8s-config k8s-load clean
 
 help: ## list these targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ \
@@ -61,6 +61,9 @@ bench-tuning: $(ARTIFACTS)/manifest.json ## benchmark each TorchServe tuning cho
 
 bench-gateway: $(ARTIFACTS)/manifest.json ## benchmark the gateway's own cost: it vs a bare proxy, REST vs gRPC (~3 min); BENCH_ARGS=--backend torchserve
 	$(PY) -m benchmarks.gateway --artifacts $(ARTIFACTS) $(BENCH_ARGS)
+
+bench-overload: $(ARTIFACTS)/manifest.json ## the gateway offered 3x its capacity to TorchServe: goodput, admitted p99 and refusal p99, 3 repeats with 95 % intervals (~3 min); BENCH_ARGS="--factor 2"
+	$(PY) -m benchmarks.overload --artifacts $(ARTIFACTS) $(BENCH_ARGS)
 
 bench-validation: $(STAMP) ## benchmark how fast the gateway checks a request body (decoding, type scan, pydantic; ~30 s)
 	$(PY) -m gateway.benchmarks.validation

@@ -1,0 +1,339 @@
+"""``python -m benchmarks.overload`` (``make bench-overload``): the gateway under 3x its capacity.
+
+What #34 asks of the gateway when it is offered more than it can serve: the goodput (answers within
+the SLO per second) stays >= 90 % of its capacity, what it admits keeps its p99 within the SLO, and
+what it refuses is refused fast (p99 < 10 ms), whether the backend or the gateway itself is the
+bottleneck.
+
+Method, on the native stack (TorchServe behind the gateway, `/v1/predict?backend=torchserve`):
+1. capacity: open-loop steps at rising rates; the capacity is the highest goodput of a step whose
+   p99 is within the SLO and that failed nothing;
+2. overload: ``--factor`` x that capacity, ``--seconds`` per repeat, ``--repeats`` repeats; per repeat
+   the goodput, the admitted p99, the refusals' p99 and how they were refused; the mean of each with
+   a 95 % Student-t interval over the repeats.
+
+The load generator is this process: asyncio on uvloop, keep-alive HTTP/1.1 connections with answers
+parsed by httptools, requests prebuilt as bytes, Poisson arrivals timed from their intended send time
+(a request waiting for a free connection waits in its latency). Locust would need more CPU than the
+2-core machine has at these rates (~400 µs a request); this costs a few tens of µs, recorded per run
+(its CPU per request, and its send lag: uvloop's timers fire on whole milliseconds, so arrivals
+leave up to ~1 ms late, 10x finer than the 10 ms refusal goal, and counted in every latency). On
+>= 4 cores it is pinned away from the stack (load_tests.measure.cpu.pinning).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import math
+import os
+import random
+import resource
+import sys
+import tempfile
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httptools
+import numpy as np
+import orjson
+
+from load_tests.measure.cpu import pin, pinning, server_cpu_s
+from serving.native.process import exit_on_sigterm
+from serving.native.settings import ServingPorts
+from serving.native.stack import running
+
+# Tuning constants (each also an option).
+SLO_MS = 20.0  # p99 within which an answer counts as goodput (docs/load-testing.md: the one SLO)
+FACTOR = 3.0
+SECONDS = 15.0
+REPEATS = 3
+CONNECTIONS = 512  # keep-alive connections: enough that requests wait at the gateway, not for a socket
+STEP_SECONDS = 6.0
+WARMUP_S = 1.0  # excluded from each run's figures
+REFUSAL_GOAL_MS = 10.0
+
+
+class _Conn(asyncio.Protocol):
+    """One keep-alive connection; one request at a time."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
+        self.body: list[bytes] = []
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.parser.feed_data(data)
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result((self.parser.get_status_code(), b"".join(self.body)))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result((0, b""))
+
+    def send(self, request: bytes) -> asyncio.Future[tuple[int, bytes]]:
+        assert self.transport is not None
+        self.body = []
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(request)
+        return self.waiter
+
+
+@dataclass
+class Run:
+    rate: float
+    seconds: float
+    sent: int = 0
+    ok_ms: list[float] = field(default_factory=list)  # 200s: latency from the intended send time
+    refused_ms: list[float] = field(default_factory=list)  # 503/429/504 answers
+    refused_kinds: dict[str, int] = field(default_factory=dict)
+    failed: int = 0  # anything else (no answer, 5xx other than refusals)
+    lag_ms: list[float] = field(default_factory=list)
+    generator_cpu_us_per_req: float = math.nan
+    gateway_cpu_cores: float = math.nan
+    torchserve_cpu_cores: float = math.nan
+
+    def goodput(self, slo_ms: float) -> float:
+        return sum(1 for ms in self.ok_ms if ms <= slo_ms) / self.seconds
+
+    def p(self, values: list[float], q: float) -> float:
+        return float(np.percentile(values, q)) if values else math.nan
+
+    def summary(self, slo_ms: float) -> dict[str, float]:
+        return {
+            "rate": self.rate,
+            "goodput": self.goodput(slo_ms),
+            "admitted": len(self.ok_ms) / self.seconds,
+            "admitted_p50_ms": self.p(self.ok_ms, 50),
+            "admitted_p99_ms": self.p(self.ok_ms, 99),
+            "refused_per_s": len(self.refused_ms) / self.seconds,
+            "refused_p50_ms": self.p(self.refused_ms, 50),
+            "refused_p99_ms": self.p(self.refused_ms, 99),
+            "failed": self.failed,
+            "send_lag_p50_ms": self.p(self.lag_ms, 50),
+            "send_lag_p99_ms": self.p(self.lag_ms, 99),
+            "generator_cpu_us_per_req": self.generator_cpu_us_per_req,
+            "gateway_cpu_cores": self.gateway_cpu_cores,
+            "torchserve_cpu_cores": self.torchserve_cpu_cores,
+        }
+
+
+async def open_loop(host: str, port: int, request: bytes, rate: float, seconds: float, seed: int) -> Run:
+    """Poisson arrivals at ``rate`` for ``seconds`` (after WARMUP_S unrecorded)."""
+    loop = asyncio.get_running_loop()
+    idle: deque[_Conn] = deque()
+    waiting: deque[asyncio.Future[None]] = deque()
+    conns = 0
+    run = Run(rate, seconds)
+
+    async def connection() -> _Conn:
+        nonlocal conns
+        while idle:
+            c = idle.pop()
+            if not c.closed:
+                return c
+        if conns < CONNECTIONS:
+            conns += 1
+            _, c = await loop.create_connection(_Conn, host, port)
+            return c
+        turn = loop.create_future()
+        waiting.append(turn)
+        await turn
+        return await connection()
+
+    def give_back(c: _Conn) -> None:
+        nonlocal conns
+        if c.closed:
+            conns -= 1
+        else:
+            idle.append(c)
+        while waiting:
+            turn = waiting.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
+
+    async def one(intended: float, record: bool) -> None:
+        c = await connection()
+        if record:
+            run.lag_ms.append((time.perf_counter() - intended) * 1e3)
+        try:
+            status, body = await c.send(request)
+        finally:
+            give_back(c)
+        ms = (time.perf_counter() - intended) * 1e3
+        if not record:
+            return
+        if status == 200:
+            run.ok_ms.append(ms)
+        elif status in (429, 503, 504):
+            run.refused_ms.append(ms)
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                kind = orjson.loads(body)["error"]["type"]
+                run.refused_kinds[kind] = run.refused_kinds.get(kind, 0) + 1
+        else:
+            run.failed += 1
+
+    rng = random.Random(seed)
+    origin = time.perf_counter() + 0.05
+    offset = rng.expovariate(rate)
+    tasks = []
+    cpu0 = _own_cpu_s()
+    gw0, ts0 = server_cpu_s("gateway"), server_cpu_s("torchserve")
+    wall0 = time.perf_counter()
+    while offset < WARMUP_S + seconds:
+        intended = origin + offset
+        delay = intended - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        record = offset >= WARMUP_S
+        run.sent += record
+        tasks.append(asyncio.ensure_future(one(intended, record)))
+        offset += rng.expovariate(rate)
+    await asyncio.gather(*tasks)
+    wall = time.perf_counter() - wall0
+    sent_all = len(tasks)
+    run.generator_cpu_us_per_req = (_own_cpu_s() - cpu0) / max(1, sent_all) * 1e6
+    run.gateway_cpu_cores = (server_cpu_s("gateway") - gw0) / wall
+    run.torchserve_cpu_cores = (server_cpu_s("torchserve") - ts0) / wall
+    for c in idle:
+        if c.transport is not None:
+            c.transport.close()
+    return run
+
+
+def _own_cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def mean_ci95(values: list[float]) -> tuple[float, float, float]:
+    from scipy import stats
+
+    x = np.asarray(values, dtype=float)
+    mean = float(x.mean())
+    if len(x) < 2:
+        return mean, math.nan, math.nan
+    half = float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+    return mean, mean - half, mean + half
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--artifacts", type=Path, default=Path("artifacts"))
+    p.add_argument("--slo-ms", type=float, default=SLO_MS)
+    p.add_argument("--factor", type=float, default=FACTOR, help="offered rate as a multiple of the capacity")
+    p.add_argument("--seconds", type=float, default=SECONDS)
+    p.add_argument("--repeats", type=int, default=REPEATS)
+    p.add_argument("--capacity", type=float, default=0.0, help="skip the capacity steps: use this (req/s)")
+    p.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = p.parse_args(argv)
+    exit_on_sigterm()
+    import uvloop
+
+    sample = np.load(Path(__file__).resolve().parents[1] / "load_tests" / "data" / "mnist_test_sample.npz")
+    body = orjson.dumps({"instances": [(sample["x"][0] / 255).tolist()]})
+    with tempfile.TemporaryDirectory(prefix="bench-overload-") as tmp:
+        ports = ServingPorts.free()
+        with running(args.artifacts, Path(tmp), ports, with_gateway=True, servers=("torchserve",)) as stack:
+            cores = pinning()
+            if cores:  # the generator on its own cores, the stack on the rest
+                pin([os.getpid()], cores[0])
+                for proc in stack.processes:
+                    if proc.pid:
+                        pin([proc.pid], cores[1])
+            head = (
+                f"POST /v1/predict?backend=torchserve HTTP/1.1\r\nHost: 127.0.0.1:{ports.gateway}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            request = head + body
+            figures = uvloop.run(_measure(args, ports.gateway, request))
+    figures["machine"] = {
+        "cores": os.cpu_count(),
+        "load_avg_after": Path("/proc/loadavg").read_text().split()[:3],
+        "pinning": "generator apart" if pinning() else "none: < 4 cores, the generator shares them",
+    }
+    print(_report(figures, args.slo_ms))
+    if args.json:
+        args.json.write_bytes(orjson.dumps(figures, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    return 0
+
+
+async def _measure(args: argparse.Namespace, port: int, request: bytes) -> dict[str, object]:
+    await open_loop("127.0.0.1", port, request, 300, 4.0, seed=99)  # warm TorchServe and the gateway
+    steps: list[dict[str, float]] = []
+    capacity = args.capacity
+    if not capacity:
+        rate = 400.0
+        while True:
+            run = await open_loop("127.0.0.1", port, request, rate, STEP_SECONDS, seed=int(rate))
+            s = run.summary(args.slo_ms)
+            steps.append(s)
+            held = s["admitted_p99_ms"] <= args.slo_ms and s["failed"] == 0 and s["refused_per_s"] == 0
+            verdict = "holds" if held else "does not hold"
+            print(f"  step {rate:6.0f}/s: goodput {s['goodput']:6.0f}/s, p99 {s['admitted_p99_ms']:6.1f} ms, "
+                  f"refused {s['refused_per_s']:5.0f}/s -> {verdict}", flush=True)  # fmt: skip
+            if not held:
+                break
+            capacity = max(capacity, s["goodput"])
+            rate *= 1.25
+    offered = args.factor * capacity
+    print(f"capacity {capacity:,.0f} req/s within p99 {args.slo_ms:g} ms; offering {offered:,.0f} req/s", flush=True)
+    runs = []
+    for r in range(args.repeats):
+        run = await open_loop("127.0.0.1", port, request, offered, args.seconds, seed=1000 + r)
+        s = run.summary(args.slo_ms)
+        s["refused_kinds"] = dict(run.refused_kinds)  # type: ignore[assignment]
+        runs.append(s)
+        print(f"  overload {r + 1}: goodput {s['goodput']:,.0f}/s ({s['goodput'] / capacity:.0%} of capacity), "
+              f"admitted p99 {s['admitted_p99_ms']:.1f} ms, refusals {s['refused_per_s']:,.0f}/s p99 "
+              f"{s['refused_p99_ms']:.2f} ms, failed {s['failed']}; send lag p99 {s['send_lag_p99_ms']:.2f} ms, "
+              f"generator {s['generator_cpu_us_per_req']:.0f} µs/req", flush=True)  # fmt: skip
+    summary = {}
+    for key in ("goodput", "admitted_p99_ms", "refused_p99_ms"):
+        mean, lo, hi = mean_ci95([r[key] for r in runs])
+        summary[key] = {"mean": mean, "ci95": [lo, hi]}
+    share = [r["goodput"] / capacity for r in runs]
+    mean, lo, hi = mean_ci95(share)
+    summary["goodput_share_of_capacity"] = {"mean": mean, "ci95": [lo, hi]}
+    return {"slo_ms": args.slo_ms, "capacity": capacity, "offered": offered, "steps": steps, "runs": runs,
+            "summary": summary}  # fmt: skip
+
+
+def _report(f: dict[str, object], slo_ms: float) -> str:
+    s = f["summary"]
+    assert isinstance(s, dict)
+    share, p99, refusals = s["goodput_share_of_capacity"], s["admitted_p99_ms"], s["refused_p99_ms"]
+    verdicts = [
+        ("goodput >= 90 % of capacity", share["mean"] >= 0.9),
+        (f"admitted p99 within the {slo_ms:g} ms SLO", p99["mean"] <= slo_ms),
+        (f"refusals p99 < {REFUSAL_GOAL_MS:g} ms", refusals["mean"] < REFUSAL_GOAL_MS),
+    ]
+    lines = [
+        "",
+        f"overload through the gateway to TorchServe: capacity {f['capacity']:,.0f} req/s, offered {f['offered']:,.0f}",
+        f"  goodput {share['mean']:.1%} of capacity (95 % CI {share['ci95'][0]:.1%}-{share['ci95'][1]:.1%})",
+        f"  admitted p99 {p99['mean']:.1f} ms (95 % CI {p99['ci95'][0]:.1f}-{p99['ci95'][1]:.1f})",
+        f"  refusals p99 {refusals['mean']:.2f} ms (95 % CI {refusals['ci95'][0]:.2f}-{refusals['ci95'][1]:.2f})",
+        f"  machine: {f['machine']}",
+        "verdict: " + "; ".join(f"{name}: {'met' if ok else 'NOT met'}" for name, ok in verdicts),
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
