@@ -42,6 +42,7 @@ import numpy as np
 import orjson
 
 from load_tests.measure.cpu import pin, pinning, server_cpu_s
+from load_tests.stats import mean_ci95
 from serving.native.process import exit_on_sigterm
 from serving.native.settings import ServingPorts
 from serving.native.stack import running
@@ -219,17 +220,6 @@ async def open_loop(host: str, port: int, request: bytes, rate: float, seconds: 
 def _own_cpu_s() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
-
-
-def mean_ci95(values: list[float]) -> tuple[float, float, float]:
-    from scipy import stats
-
-    x = np.asarray(values, dtype=float)
-    mean = float(x.mean())
-    if len(x) < 2:
-        return mean, math.nan, math.nan
-    half = float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
-    return mean, mean - half, mean + half
 
 
 def main(argv: list[str] | None = None) -> int:

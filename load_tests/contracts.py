@@ -33,12 +33,19 @@ CONVENIENCE_ENV = {
     "LOAD_SLO_MS": "slo_ms",
     "LOAD_DURATION_S": "duration_s",
     "LOAD_SPIN_US": "spin_us",
+    "LOAD_SENDER": "sender",
     "LOAD_EXACT_OUT": "out",
 }
-# Wake this long before each send with a gevent timer, then finish the wait precisely (generator/
-# precise.py). libev rounds its timeouts up to whole milliseconds, so a timer alone sends ~0.5 ms
-# late at p50; 1.2 ms covers that rounding with a little to spare.
-DEFAULT_SPIN_US = 1200.0
+# How each send waits for its intended time (generator/precise.py): "timerfd", a kernel timer the
+# gevent loop watches (no CPU while waiting), armed DEFAULT_SPIN_US early and finished with a short
+# cooperative spin (waking a sleeping vCPU takes ~40-50 µs here: the lead makes the p50 a few µs for
+# ~1 % of a core at 1,000 req/s, measured by make bench-generator); "spin", a gevent timer to
+# SPIN_SENDER_US before each send, then a cooperative spin (libev rounds its timeouts up to whole
+# milliseconds: 1.2 ms covers that, at ~30 % of a core at 1,000 req/s); "timer", gevent's timer alone.
+SENDERS = ("timerfd", "spin", "timer")
+DEFAULT_SENDER = "timerfd"
+DEFAULT_SPIN_US = 60.0
+SPIN_SENDER_US = 1200.0
 
 
 @dataclass(frozen=True)
@@ -50,7 +57,8 @@ class RunSpec:
     window_s: float = 0.0  # stability windows; 0: no early stop
     slo_ms: float = 10.0  # only for the record
     processes: int = 1  # generator processes sharing the rate (each takes every n-th arrival)
-    spin_us: float = DEFAULT_SPIN_US  # precise-wait window before each send (0: timer only)
+    spin_us: float = DEFAULT_SPIN_US  # cooperative spin before each send (the timer wakes this early)
+    sender: str = DEFAULT_SENDER  # timerfd, spin or timer (generator/precise.py)
     out: str = ""  # recording path prefix: <out>.<host>.<pid>.json (empty: keep nothing)
 
     def __post_init__(self) -> None:
@@ -58,6 +66,8 @@ class RunSpec:
             raise ValueError(f"rate must be positive, got {self.rate}")
         if self.processes < 1:
             raise ValueError(f"processes must be ≥ 1, got {self.processes}")
+        if self.sender not in SENDERS:
+            raise ValueError(f"sender must be one of {SENDERS}, got {self.sender!r}")
 
     def to_env(self) -> dict[str, str]:
         return {SPEC_ENV: orjson.dumps(dataclasses.asdict(self)).decode()}

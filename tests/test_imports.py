@@ -25,11 +25,21 @@ PACKAGES = ("mnist_serving", "gateway", "serving", "training", "load_tests", "be
 LAYERS = {
     "load_tests.generator": ("load_tests.contracts", "load_tests.targets", "load_tests.stats"),
     "load_tests.servers": (),
-    "load_tests.measure": ("load_tests.contracts", "load_tests.targets", "load_tests.stats"),
-    "load_tests.reports": ("load_tests.contracts", "load_tests.targets", "load_tests.stats", "load_tests.measure"),
+    "load_tests.measure": ("load_tests.contracts", "load_tests.targets", "load_tests.stats", "load_tests.results"),
+    "load_tests.reports": (
+        "load_tests.contracts",
+        "load_tests.targets",
+        "load_tests.stats",
+        "load_tests.measure",
+        "load_tests.results",
+        "load_tests.estimate",
+    ),
     "load_tests.contracts": (),
     "load_tests.stats": (),
     "load_tests.targets": (),
+    "load_tests.results": (),  # the typed results.json: data only
+    "load_tests.estimate": (),  # the estimator: pure functions of points
+    "load_tests.blocks": ("load_tests.estimate", "load_tests.results", "load_tests.stats", "load_tests.targets"),
 }
 
 

@@ -29,7 +29,7 @@ from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
 from load_tests import stats
 from load_tests.generator import recorder
-from load_tests.generator.precise import PreciseWait
+from load_tests.generator.precise import sender
 from load_tests.generator.schedule import PoissonSchedule, share
 
 # Tuning constants.
@@ -44,6 +44,9 @@ MARK_EVERY_S = 0.5  # how often the generator records its own CPU and the machin
 ORIGIN_MESSAGE = "load_origin"
 
 _user_counter = itertools.count()
+# Send lag is stamped when the request's last byte was handed to the kernel: the protocol's socket
+# calls ``mark_written`` after each write (locustfile.py), for the greenlet sending it.
+_written: dict[Any, float] = {}
 _origin_wall = gevent.event.AsyncResult()  # on a worker: the master's common origin (time.time())
 _finished = gevent.event.Event()  # this process's users have sent their whole schedule
 
@@ -79,7 +82,7 @@ class OpenLoopUser(User):
         parts = max(users, spec.processes)
         recorder.set_origin(origin, part)
         origin = recorder.recording().origin or origin
-        wait = PreciseWait(spec.spin_us / 1e6)
+        wait = sender(spec.sender, spec.spin_us / 1e6)
         recorder.add_waiting_clock(lambda: wait.waiting_s)
         group = gevent.pool.Group()
         for seq, offset in share(PoissonSchedule(spec.rate, spec.seed), part % parts, parts):
@@ -95,17 +98,22 @@ class OpenLoopUser(User):
         # The schedule is done: let the last answers arrive, then end the run ourselves (Locust's
         # --run-time counts from its own start, which would cut the last window short).
         group.join(timeout=DRAIN_S)
+        wait.close()
         _finished.set()
         _quit(self.environment)
         raise StopUser  # never run the task again: a second schedule would reuse the sequence numbers
 
     def _timed(self, seq: int, offset: float, intended: float) -> None:
-        lag_ms = (time.perf_counter() - intended) * 1000
+        started = time.perf_counter()
+        me = gevent.getcurrent()
+        _written[me] = 0.0
         answer = Answer(False)
         try:
-            answer = self.send(intended, {"intended_s": offset, "lag_ms": lag_ms})
+            answer = self.send(intended, {"intended_s": offset})
         finally:
             done_ms = (time.perf_counter() - intended) * 1000
+            written = _written.pop(me, 0.0)  # 0: never written (a failed connect): the lag at the start
+            lag_ms = ((written or started) - intended) * 1000
             recorder.record_done(
                 self.target_name, seq, offset, lag_ms, done_ms,
                 ok=answer.ok, batch=answer.batch, code=answer.code, via=answer.via,
@@ -114,6 +122,13 @@ class OpenLoopUser(User):
     def send(self, intended: float, context: dict[str, Any]) -> Answer:
         """Send one request; fire Locust's request event with the time from ``intended``."""
         raise NotImplementedError
+
+
+def mark_written() -> None:
+    """The current greenlet's request has left (its bytes are in the kernel): stamp its send time."""
+    me = gevent.getcurrent()
+    if me in _written:
+        _written[me] = time.perf_counter()
 
 
 def _worker_origin() -> float:

@@ -25,9 +25,9 @@ SERVER_PROCESSES = {
     "tfserving": ("serving.tfserving_standin", "tensorflow_model_server"),
     "torchserve": ("org.pytorch.serve.ModelServer",),
     "gateway": ("gateway.app",),
-    "floor-torchscript": ("load_tests.servers.floor torchscript",),
-    "floor-onnx": ("load_tests.servers.floor onnx",),
-    "floor-savedmodel": ("load_tests.servers.floor savedmodel",),
+    # The load tools' own servers are found by the PID the run started them with (Endpoints.pids);
+    # by name, every floor process counts.
+    "floor": ("load_tests.servers.floor",),
 }
 
 
@@ -84,9 +84,17 @@ def _matches(proc: psutil.Process, needles: Iterable[str]) -> bool:
     return False
 
 
-def server_processes(server: str) -> list[psutil.Process]:
-    """The server's processes and all their children."""
-    roots = [p for p in psutil.process_iter() if _matches(p, SERVER_PROCESSES[server])]
+def server_processes(server: str, pid: int | None = None) -> list[psutil.Process]:
+    """The server's processes and all their children: the tree under ``pid`` when the run knows it
+    (it started the server), else every process whose command line names the server (which, on a
+    shared machine, may include another run's)."""
+    if pid:
+        with contextlib.suppress(psutil.Error):
+            root = psutil.Process(pid)
+            return [root, *root.children(recursive=True)]
+        return []
+    needles = SERVER_PROCESSES.get(server) or SERVER_PROCESSES[server.split("-")[0]]
+    roots = [p for p in psutil.process_iter() if _matches(p, needles)]
     seen: dict[int, psutil.Process] = {}
     for root in roots:
         seen[root.pid] = root
@@ -96,8 +104,8 @@ def server_processes(server: str) -> list[psutil.Process]:
     return list(seen.values())
 
 
-def server_cpu_s(server: str) -> float:
-    return sum(tree_cpu_s(p, children=False) for p in server_processes(server))
+def server_cpu_s(server: str, pid: int | None = None) -> float:
+    return sum(tree_cpu_s(p, children=False) for p in server_processes(server, pid))
 
 
 def pinning(cores: int | None = None) -> tuple[list[int], list[int]] | None:
@@ -111,9 +119,16 @@ def pinning(cores: int | None = None) -> tuple[list[int], list[int]] | None:
 
 
 def pin(pids: Iterable[int], cores: list[int]) -> None:
+    """Every thread of these processes on ``cores`` (sched_setaffinity sets one thread's: a server's
+    threads started before the call would keep running anywhere)."""
     for pid in pids:
-        with contextlib.suppress(OSError):
-            os.sched_setaffinity(pid, cores)
+        try:
+            tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+        except OSError:
+            tids = [pid]
+        for tid in tids:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(tid, cores)
 
 
 def pin_tree(proc: psutil.Process, cores: list[int]) -> None:

@@ -1,10 +1,17 @@
-"""The capacity report (runs/capacity.py): QPS@SLO with intervals, the floors, the generator guard,
-the breakdown and the environment; ``python -m load_tests.reports.capacity DIR`` re-renders one."""
+"""The capacity report (runs/capacity.py) from its typed results (load_tests/results.py): the answer
+first, computed from the data (which server holds more at the SLO, by how much, with what
+confidence, or that they cannot be told apart here); QPS@SLO with intervals and the model-free
+bracket beside each fit; every point with the fitted curve per target; each server beside its floor
+with the ratios' intervals; the guard's outcome by reason and what the generator took from the
+machine; the machine and the tree the run came from. ``python -m load_tests.reports.capacity DIR``
+re-renders one from its results.json.
+"""
 
 from __future__ import annotations
 
 import json
 import math
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -12,396 +19,491 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-import orjson
+import numpy as np
 
+from load_tests import estimate, results, stats
 from load_tests.reports import chaos
 from load_tests.reports.plots import PLAIN
-from load_tests.targets import BY_NAME
+
+NAMES = {
+    "tfserving": "TF Serving",
+    "torchserve": "TorchServe (TorchScript)",
+    "torchserve-onnx": "TorchServe (ONNX)",
+    "tfserving-grpc": "TF Serving gRPC",
+    "torchserve-grpc": "TorchServe gRPC",
+}
 
 
-def _fmt(v: Any, spec: str = ",.0f") -> str:
+def _fmt(v: float | None, spec: str = ",.0f") -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "–"
     return format(v, spec)
 
 
-def plot_capacity(results: dict[str, Any], out: Path) -> list[str]:
-    slo = results["method"]["slo_p99_ms"]
-    names = [c["target"] for c in results["capacity"]]
-    cols = 4
-    rows = math.ceil(len(names) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
-    for ax, name in zip(axes.flat, names, strict=False):
-        steps = sorted(
-            (p for s in results["searches"][name] for p in s["steps"] if p["samples"]), key=lambda p: p["rate"]
+def _ci(e: results.Estimate, spec: str = ",.0f") -> str:
+    return f"{_fmt(e.ci95[0], spec)}–{_fmt(e.ci95[1], spec)}" if e.ci95 else "–"
+
+
+def _name(target: str, run: results.CapacityRun) -> str:
+    name = NAMES.get(target, target)
+    if target.startswith("tfserving") and "stand-in" in run.environment.tfserving:
+        name += " (stand-in)"
+    return name
+
+
+def headline(run: results.CapacityRun) -> str:
+    """The first line: the answer to the report's question, computed from the comparisons."""
+    slo = run.method.slo_ms
+    parts = []
+    for c in run.comparisons:
+        a, b = _name(c.a, run), _name(c.b, run)
+        qa, qb = run.targets[c.a].qps_at_slo.estimate, run.targets[c.b].qps_at_slo.estimate
+        r = c.qps_ratio
+        if r.estimate is None or r.ci95 is None:
+            parts.append(f"{a} against {b}: not estimable ({r.reason or 'no interval'})")
+            continue
+        figures = f"{_fmt(qa)} vs {_fmt(qb)} req/s; {a}/{b} = {r.estimate:.2f}×, 95 % CI {_ci(r, '.2f')}×"
+        if c.verdict.endswith("holds more"):
+            winner, loser = (a, b) if c.verdict.startswith(c.a) else (b, a)
+            factor = r.estimate if winner == a else 1 / r.estimate
+            parts.append(f"**{winner} holds {factor:.2f}× what {loser} holds** ({figures})")
+        else:
+            parts.append(f"**{a} and {b} are indistinguishable on this machine** ({figures}: the interval holds 1)")
+    if not parts:
+        return f"At p99 ≤ {slo:g} ms: this run compared no two servers (its targets: {', '.join(run.targets)})."
+    return f"At p99 ≤ {slo:g} ms on this machine: " + "; ".join(parts) + "."
+
+
+def quality(run: results.CapacityRun) -> str:
+    """Whether this report may stand as the project's figures: a committed, unchanged tree."""
+    src = run.source
+    if not src.dirty and src.commit != "?":
+        return (
+            f"**Committed-quality tree**: measured at commit `{src.commit[:12]}` with no uncommitted changes "
+            f"(`git status --porcelain` empty). Load average before / after the run: "
+            f"{' '.join(run.environment.load_avg_before)} / {' '.join(run.environment.load_avg_after) or '?'}."
         )
-        rates = [p["rate"] for p in steps]
-        ax.plot(rates, [p["p99_ms"] for p in steps], "o-", ms=3, label="p99")
-        ax.plot(rates, [p["p50_ms"] for p in steps], "s-", ms=3, alpha=0.7, label="p50")
-        bad = [p for p in steps if not p["valid"]]
-        ax.plot([p["rate"] for p in bad], [p["p99_ms"] for p in bad], "x", color="red", label="guard tripped")
+    return (
+        f"**Not committed-quality**: the tree at `{src.commit[:12]}` had {len(src.changes)} uncommitted change(s) "
+        f"(`git status --porcelain`: {', '.join(f'`{c.strip()}`' for c in src.changes[:6])}"
+        f"{', …' if len(src.changes) > 6 else ''}), so these figures are a trial, not the project's."
+    )
+
+
+def plot_points(run: results.CapacityRun, out: Path) -> str:
+    """Every point of every target, with its fitted curve, the SLO, and QPS@SLO with its interval."""
+    slo = run.method.slo_ms
+    names = list(run.targets)
+    cols = min(3, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.0 * cols, 3.6 * rows), squeeze=False)
+    by = {n: [p for p in run.points if p.target == n] for n in names}
+    cap = estimate.CENSOR_FACTOR * slo
+    for ax, name in zip(axes.flat, names, strict=False):
+        t, pts = run.targets[name], by[name]
+        valid = [p for p in pts if p.valid]
+        bad = [p for p in pts if not p.valid]
+        y = [min(p.p99_ms, cap) if p.p99_ms is not None else cap for p in valid]
+        ax.scatter([p.rate for p in valid], y, s=14, c=["tab:blue" if p.passes else "tab:orange" for p in valid],
+                   label="p99 (valid; orange: fails)", zorder=3)  # fmt: skip
+        if bad:
+            ax.scatter([p.rate for p in bad], [min(p.p99_ms or cap, cap) for p in bad], marker="x", c="red", s=18,
+                       label="guard tripped (not fitted)", zorder=3)  # fmt: skip
+        f = t.fit
+        if f.a_ms is not None and f.b is not None and f.mu is not None:
+            knee = estimate.Knee(f.a_ms, f.b, f.mu)
+            lo = min(p.rate for p in pts) * 0.9
+            xs = np.linspace(lo, f.mu * 0.999, 200)
+            ax.plot(xs, np.minimum(knee.p99_ms(xs), cap * 1.5), color="tab:green", lw=1.2,
+                    label=f"fit: {f.a_ms:.2f} + {f.b:,.0f}/({f.mu:,.0f} − λ)")  # fmt: skip
         ax.axhline(slo, color="grey", ls="--", lw=1, label=f"SLO {slo:g} ms")
-        cap = next(c for c in results["capacity"] if c["target"] == name)
-        ax.axvline(cap["qps"], color="green", lw=1, alpha=0.6)
-        ax.set(title=f"{name}: {cap['qps']:,.0f} req/s @ SLO", xlabel="offered rate (req/s)", ylabel="ms (log)")
-        ax.set_yscale("log")
+        q = t.qps_at_slo
+        if q.estimate is not None:
+            ax.axvline(q.estimate, color="black", lw=1)
+            if q.ci95:
+                ax.axvspan(q.ci95[0], q.ci95[1], color="black", alpha=0.1, label="95 % CI")
+        title = f"{name}: " + (f"{q.estimate:,.0f} req/s" if q.estimate is not None else "not estimable")
+        ax.set(title=title, xlabel="offered rate (req/s)", ylabel="p99 ms (log)", yscale="log")
         ax.yaxis.set_major_formatter(PLAIN)
         ax.grid(alpha=0.3, which="both")
         ax.title.set_fontsize(9)
+        ax.legend(fontsize=6)
     for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
-    fig.suptitle("Latency from the intended send time vs offered Poisson rate (every measured step, all repeats)")
+    fig.suptitle(f"p99 from the intended send time vs offered Poisson rate: every point (capped at {cap:g} ms)")
     fig.tight_layout()
     fig.savefig(out / "latency_vs_rate.png", dpi=90)
     plt.close(fig)
+    return "latency_vs_rate.png"
 
+
+def plot_capacity(run: results.CapacityRun, out: Path) -> str:
     fig, ax = plt.subplots(figsize=(9, 4.5))
-    caps = results["capacity"]
-    xs = range(len(caps))
-    means = [c["qps"] for c in caps]
-    err = [
-        [max(0.0, c["qps"] - c["ci95"][0]) if math.isfinite(c["ci95"][0]) else 0 for c in caps],
-        [max(0.0, c["ci95"][1] - c["qps"]) if math.isfinite(c["ci95"][1]) else 0 for c in caps],
-    ]
-    colours = ["tab:blue" if c["valid"] else "tab:grey" for c in caps]
-    ax.bar(xs, means, yerr=err, capsize=4, color=colours)
-    ax.set_xticks(list(xs), [c["target"] for c in caps], rotation=30, ha="right", fontsize=8)
-    ax.set(ylabel="req/s", title=f"QPS at p99 ≤ {results['method']['slo_p99_ms']:g} ms (95 % CI; grey: invalid)")
+    names = list(run.targets)
+    est = [run.targets[n].qps_at_slo for n in names]
+    xs = np.arange(len(names))
+    heights = [e.estimate or 0.0 for e in est]
+    err = [[max(0.0, (e.estimate or 0) - e.ci95[0]) if e.ci95 else 0 for e in est],
+           [max(0.0, e.ci95[1] - (e.estimate or 0)) if e.ci95 else 0 for e in est]]  # fmt: skip
+    colours = ["tab:blue" if run.targets[n].role == "server" else "tab:grey" for n in names]
+    ax.bar(xs, heights, yerr=err, capsize=4, color=colours)
+    for x, n in zip(xs, names, strict=True):
+        f = run.targets[n].fit
+        if f.highest_pass is not None:
+            ax.plot([x - 0.35, x + 0.35], [f.highest_pass] * 2, color="tab:green", lw=1)
+        if f.lowest_fail is not None:
+            ax.plot([x - 0.35, x + 0.35], [f.lowest_fail] * 2, color="tab:red", lw=1)
+    ax.set_xticks(list(xs), names, rotation=30, ha="right", fontsize=8)
+    ax.set(ylabel="req/s", title=f"QPS at p99 ≤ {run.method.slo_ms:g} ms, 95 % CI (blue: servers, grey: floors; "
+                                 "green/red: highest passing / lowest failing rate seen)")  # fmt: skip
+    ax.title.set_fontsize(9)
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     fig.savefig(out / "capacity.png", dpi=90)
     plt.close(fig)
-    return ["capacity.png", "latency_vs_rate.png"]
+    return "capacity.png"
 
 
-def _breakdown_rows(results: dict[str, Any]) -> list[str]:
-    rows = []
-    for v in results["verify"]:
-        b = (v.get("extra") or {}).get("breakdown")
-        client = (v["p50_ms"] or math.nan) * 1000
-        if not b:
-            why = "not recorded (see the note)" if results["method"].get("rebuilt") else "not exported"
-            rows.append(f"| {v['target']} | {_fmt(client)} | – | – | – | – | – | – | {why} |")
-            continue
-        lag = ((v.get("extra") or {}).get("send_lag_p50_ms") or 0.0) * 1000
-        parts = b["total_us"] + b.get("gateway_us", 0.0) + max(0.0, b.get("hop_us", 0.0)) + lag
-        from load_tests.measure.scrape import adds_up
-
-        verdict = "yes" if adds_up(parts, client) else f"**no** ({parts / client:.0%} of p50)"
-        rows.append(
-            f"| {v['target']} | {_fmt(client)} | {_fmt(b['queue_us'])} | {_fmt(b['compute_us'])} | "
-            f"{_fmt(b['total_us'])} | {_fmt(b.get('gateway_us'))} | {_fmt(lag)} | {_fmt(client - parts)} | {verdict} |"
-        )
-    return rows
-
-
-def _batch_rows(results: dict[str, Any]) -> list[str]:
-    rows = []
-    for v in results["verify"]:
-        extra = v.get("extra") or {}
-        b = (extra.get("breakdown") or {}).get("batch") or extra.get("batch")
-        cpu = extra.get("server_cpu_us_per_req") or {}
-        hist = ", ".join(f"{k}: {s:.0%}" for k, s in b["hist"].items()) if b else "–"
-        rows.append(
-            f"| {v['target']} | {_fmt(v['rate'])} | {_fmt(b['mean'] if b else None, '.2f')} | {hist} | "
-            f"{b['source'] if b else '–'} | " + ", ".join(f"{k} {_fmt(u)}" for k, u in cpu.items()) + " |"
-        )
-    return rows
-
-
-def _verify_text(v: dict[str, Any]) -> str:
-    verdict = "within SLO" if v["passes"] else "**outside SLO**"
-    p99 = _fmt(v["p99_ms"], ".2f")
-    return f"{v['seconds']:.0f} s at {_fmt(v['rate'])}/s: p99 {p99} ms, {v['failed']} failed — {verdict}"
-
-
-def _guard_summary(results: dict[str, Any]) -> list[str]:
-    """How many points tripped which rule, and the calibration's send-lag floor beside the threshold."""
-    points = [p for ss in results["searches"].values() for s in ss for p in s["steps"]]
-    counts: dict[str, int] = {}
-    for p in points:
-        for r in p["invalid"]:
-            key = "send lag" if r.startswith("send lag") else r.split(" ")[0]
-            counts[key] = counts.get(key, 0) + 1
-    m = results["method"]
-    threshold = m["guard"]["max_send_lag_share_of_slo"] * m["slo_p99_ms"]
-    text = (
-        f"**Guard outcome.** {sum(1 for p in points if p['invalid'])} of {len(points)} measured points tripped it: "
-        + (", ".join(f"{k} {n}" for k, n in sorted(counts.items())) or "none")
-        + f". The send-lag threshold is {threshold:g} ms"
-    )
-    cal = results.get("calibration")
-    if cal and cal["points"]:
-        first = cal["points"][0]
-        own = first.get("extra", first).get("send_lag_p99_ms")  # older reports kept the point's extra dict
-        if own is not None and own > threshold:
-            text += (
-                f"; against the trivial server at {first['rate']:,.0f} req/s the generator's own send-lag p99 was "
-                f"already {_fmt(own, '.2f')} ms, so on this machine that rule trips at any rate: the latencies "
-                "include that lag, and the other two rules say whether the generator or the machine ran out of CPU"
-            )
-        elif own is not None:
-            text += (
-                f"; against the trivial server at {first['rate']:,.0f} req/s the generator's own send-lag p99 was "
-                f"{_fmt(own, '.3f')} ms, well inside it, so a point that trips it does so because the machine "
-                "could not run the generator on time (its cores were busy with the servers), not because of the "
-                "generator's own timer"
-            )
-    return [text + "."]
-
-
-def _steal_summary(results: dict[str, Any]) -> str:
-    steal = [
-        p["extra"]["machine_steal"]
-        for ss in results["searches"].values()
-        for s in ss
-        for p in s["steps"]
-        if isinstance(p["extra"].get("machine_steal"), float)
+def _qps_rows(run: results.CapacityRun) -> list[str]:
+    rows = [
+        "| target | QPS@SLO | 95 % CI | ± | how | model-free bracket: passes ≤ / fails ≥ | isotonic | valid points |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    if not steal:
-        return "not recorded"
-    return f"mean {sum(steal) / len(steal):.1%}, max {max(steal):.1%} (per point, /proc/stat)"
+    for name, t in run.targets.items():
+        q, f = t.qps_at_slo, t.fit
+        hw = f"{q.half_width:.1%}" if q.half_width is not None else "–"
+        how = {"model": "fit", "isotonic": "isotonic (model not used)", "none": "not estimable"}[f.method]
+        why = f": {q.reason or f.reason}" if q.estimate is None or q.ci95 is None else ""
+        rows.append(
+            f"| {name}{' (floor)' if t.role == 'floor' else ''} | {_fmt(q.estimate)} | {_ci(q)} | {hw} | {how}{why} | "
+            f"{_fmt(f.highest_pass)} / {_fmt(f.lowest_fail)} | {_fmt(f.isotonic_qps)} | "
+            f"{t.points_valid} of {t.points_total} |"
+        )
+    return rows
 
 
-def _calibration_point(p: dict[str, Any]) -> str:
-    e = p.get("extra", p)  # older reports kept the point's extra dict
-    work = e.get("generator_work_share", e.get("generator_core_share"))
-    return (
-        f"{p['rate']:,.0f}/s: {_fmt(work, '.0%')} of a core's work"
-        + (f" (+{_fmt(e['generator_waiting_share'], '.0%')} waiting)" if "generator_waiting_share" in e else "")
-        + f", lag p50 {_fmt(e.get('send_lag_p50_ms'), '.3f')} / p99 {_fmt(e.get('send_lag_p99_ms'), '.3f')} ms"
-    )
-
-
-def _ratio(a: float | None, b: float | None) -> str:
-    if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)) or b <= 0:
-        return "–"
-    return f"{a / b:.2f}×"
-
-
-def _mean(values: list[float]) -> float:
-    finite = [v for v in values if v is not None and math.isfinite(v)]
-    return sum(finite) / len(finite) if finite else math.nan
-
-
-def floor_rows(results: dict[str, Any]) -> list[str]:
-    """Each target beside its floor: p50/p99 at the floor rate (mean over the interleaved repeats) and
-    QPS@SLO (mean of the searches), all measured in this run."""
-    floors, at = results.get("floors") or {}, results.get("at_floor_rate") or {}
-    caps = {c["target"]: c for c in results["capacity"]}
-    pairs = [(t, f) for t, f in floors.items() if t in caps and f in caps]
-    if not pairs:
+def _ratio_rows(run: results.CapacityRun) -> list[str]:
+    servers = [t for t in run.targets.values() if t.ratios is not None]
+    if not servers:
         return []
-    rate = results["method"].get("floor_rate", 0)
+    rate = servers[0].ratios.rate if servers[0].ratios else run.method.fixed_rate
     lines = [
-        "## Each server against its floor",
+        "## Each server against the floor it matches",
         "",
-        "The floor is the same artifact in-process behind the leanest HTTP route (load_tests/servers/floor.py: "
-        "one aiohttp process, no batching, one compute thread, the same JSON contract and answer checks), "
-        f"measured in this run, interleaved with the servers. p50 and p99 at {rate:,.0f} req/s (mean over "
-        f"{results['method']['repeats']} repeats); QPS@SLO from the searches above. 1.00× would mean the server "
-        "costs nothing over the model; the QPS ratio is below 1 when the server serves less.",
+        "The floor is the same artifact in-process behind the leanest server (load_tests/servers/floor.py), batching "
+        "with the batch size and delay of the server it stands beside, and for a gRPC target serving that server's "
+        "own gRPC method. Ratios are server / floor, paired within blocks (both measured in the same block with the "
+        f"same arrivals) and bootstrapped over blocks: p50 and p99 at {rate:,.0f} req/s, and QPS@SLO. 1.00× would "
+        "mean the server costs nothing over the model; a QPS ratio below 1 is what the server gives up.",
         "",
-        "| target | floor | p50 ratio | p99 ratio | QPS@SLO ratio | p50 ms target / floor | p99 ms target / floor |",
-        "|---|---|---|---|---|---|---|",
+        "| target | floor | p50 ratio (95 % CI) | p99 ratio (95 % CI) | QPS@SLO ratio (95 % CI) "
+        "| p50 ms server / floor |",
+        "|---|---|---|---|---|---|",
     ]
-    for t, f in pairs:
-        tp50, fp50 = _mean([p["p50_ms"] for p in at.get(t, [])]), _mean([p["p50_ms"] for p in at.get(f, [])])
-        tp99, fp99 = _mean([p["p99_ms"] for p in at.get(t, [])]), _mean([p["p99_ms"] for p in at.get(f, [])])
+    for t in servers:
+        r = t.ratios
+        assert r is not None
+        floor = run.targets.get(r.floor)
+
+        def cell(e: results.Estimate) -> str:
+            if e.estimate is None:
+                return f"– ({e.reason})"
+            return f"{e.estimate:.2f}× ({_ci(e, '.2f')})" if e.ci95 else f"{e.estimate:.2f}× (no interval: {e.reason})"
+
         lines.append(
-            f"| {t} | {f} | {_ratio(tp50, fp50)} | {_ratio(tp99, fp99)} | {_ratio(caps[t]['qps'], caps[f]['qps'])} | "
-            f"{_fmt(tp50, '.2f')} / {_fmt(fp50, '.2f')} | {_fmt(tp99, '.2f')} / {_fmt(fp99, '.2f')} |"
+            f"| {t.name} | {r.floor} | {cell(r.p50)} | {cell(r.p99)} | {cell(r.qps_at_slo)} | "
+            f"{_fmt(t.p50_at_fixed_ms, '.2f')} / {_fmt(floor.p50_at_fixed_ms if floor else None, '.2f')} |"
         )
     return [*lines, ""]
 
 
-def _gpu_line(env: dict[str, Any]) -> list[str]:
-    samples = env.get("gpu_samples") or []
-    if not samples:
-        return []
-    util, mem = [s["util_pct"] for s in samples], [s["mem_mib"] for s in samples]
-    return [
-        f"- GPU use through the run (nvidia-smi every second): utilisation mean {sum(util) / len(util):.0f} %, "
-        f"max {max(util):.0f} %; memory max {max(mem):,.0f} MiB"
-    ]
-
-
-def write_capacity(out: Path, results: dict[str, Any]) -> Path:
-    """results.json first (a failure while rendering must never lose a measured run), then report.md."""
-    (out / "results.json").write_bytes(
-        orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY, default=_json_default)
-    )
-    env, m = results["environment"], results["method"]
-    slo = m["slo_p99_ms"]
-    pngs = plot_capacity(results, out)
-    cal = results.get("calibration")
+def _guard(run: results.CapacityRun) -> list[str]:
+    pts = run.points
+    n_bad = sum(not p.valid for p in pts)
+    counts: dict[str, int] = {}
+    for p in pts:
+        for r in p.guard.reasons:
+            counts[stats.guard_rule(r)] = counts.get(stats.guard_rule(r), 0) + 1
+    g = run.method.guard
+    impacts = [p.guard.lag_impact_ms for p in pts if p.guard.lag_impact_ms is not None]
+    lag99 = [p.guard.send_lag_p99_ms for p in pts if p.guard.send_lag_p99_ms is not None]
+    lag50 = [p.guard.send_lag_p50_ms for p in pts if p.guard.send_lag_p50_ms is not None]
+    share = [p.guard.generator_machine_share for p in pts if p.guard.generator_machine_share is not None]
+    core = [p.guard.generator_cpu_share for p in pts if p.guard.generator_cpu_share is not None]
+    idle = [p.guard.machine_idle for p in pts if p.guard.machine_idle is not None]
+    procs: dict[int, int] = {}
+    for p in pts:
+        procs[p.guard.generator_processes] = procs.get(p.guard.generator_processes, 0) + 1
+    cal = run.calibration
+    cores = run.environment.cores
     lines = [
-        "# Load test report: capacity at a latency SLO",
+        "## The generator guard",
         "",
-        f"TF Serving: **{env['tfserving']}** — every TF Serving figure below is this implementation's. "
-        f"Servers on: **{env['servers_on']}** (GPU: {env['gpu']}).",
+        f"A point is **invalid** (left out of every fit) when the send lag moved its p99 by more than "
+        f"{g.max_lag_impact_share_of_slo:.0%} of the SLO (p99 of the latency from the intended send time against "
+        f"p99 of that latency less each request's send lag, stamped after its bytes were written), when a generator "
+        f"process's whole CPU (waiting included) exceeded {g.max_generator_cpu_share:.0%} of a core, or when the "
+        f"machine had less than {g.min_machine_idle:.0%} idle over the measured windows. Pinning: "
+        f"{run.environment.pinning}.",
         "",
-        f"**Method.** Open-loop Poisson arrivals (seeded; the same schedule for every target in a repeat), "
-        f"latency from the *intended* send time, a request never answered counts as failed. QPS@SLO = the "
-        f"highest offered rate whose p99 ≤ **{slo:g} ms** with no failure, found by exponential search and "
-        f"geometric bisection to within {m['capacity_tolerance']:.0%}. Each point runs in windows "
-        f"(≥ {m['point']['min_window_s']:g} s, ≥ {m['point']['min_samples']:,} requests over the measured windows "
-        f"unless that needs windows over {m.get('max_window_s', 8):g} s) "
-        f"after a {m['point']['warmup_s']:g} s warm-up, until {m['stable_windows']} consecutive windows agree "
-        f"within ±{m['stable_tolerance']:.0%} on throughput and p99 (at most {m['point']['max_windows']} windows; "
-        f"a point that never does is marked unstable). {m['repeats']} repeats, targets interleaved (rotated "
-        f"order per repeat); mean and 95 % Student-t interval. The whole run took {m['seconds'] / 60:.0f} min.",
+        f"**{len(pts) - n_bad} of {len(pts)} points valid ({(len(pts) - n_bad) / max(1, len(pts)):.0%})**; invalid "
+        "by rule (a point may trip several): "
+        + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none")
+        + ".",
         "",
-        *([f"**Note.** {m['rebuilt']}", ""] if m.get("rebuilt") else []),
-        f"**Generator guard.** A point is invalid when a Locust process's own work (its CPU less the time it "
-        f"spent waiting precisely for a send time, load_tests/generator/precise.py) took > "
-        f"{m['guard']['max_generator_core_share']:.0%} of a core, the machine was < "
-        f"{m['guard']['min_machine_idle']:.0%} idle, or the send lag (actual − intended send) p99 exceeded "
-        f"{m['guard']['max_send_lag_share_of_slo']:.0%} of the SLO. Pinning: {env.get('pinning', '?')}. "
-        f"Generator processes per point: "
-        + (f"{m['point']['processes']}" if m["point"].get("processes", 1) > 0 else "as many as the rate needs "
-           f"(≤ 60 % of a core's work each, from the calibration)")
-        + f"; precise wait {m['point'].get('spin_us', 0):g} µs before each send.",
     ]
+    if impacts:
+        lines.append(
+            f"- Send lag: p50 {_fmt(statistics.median(lag50), '.3f')} ms (median over points), p99 "
+            f"{_fmt(statistics.median(lag99), '.3f')} ms (median; max {_fmt(max(lag99), '.2f')}); it moved the p99 by "
+            f"a median {_fmt(statistics.median(impacts), '.3f')} ms (max {_fmt(max(impacts), '.2f')}) against a "
+            f"threshold of {g.max_lag_impact_share_of_slo * run.method.slo_ms:g} ms."
+        )
+    if share:
+        lines.append(
+            f"- **What the generator took from the servers**: its whole CPU (waiting included) was a median "
+            f"{statistics.median(share):.0%} of the machine's {cores} cores (max {max(share):.0%}); its busiest "
+            f"process a median {statistics.median(core):.0%} of one core (max {max(core):.0%}). "
+            + (
+                "It shared the cores with the servers (no pinning below 4 cores), so what it took, the servers "
+                "did not have."
+                if "none" in run.environment.pinning
+                else "It ran on cores of its own."
+            )
+        )
+    if idle:
+        lines.append(
+            f"- The machine was a median {statistics.median(idle):.0%} idle over the measured windows "
+            f"(min {min(idle):.0%})."
+        )
+    split = ", ".join(f"{n} process{'es' if k > 1 else ''}: {v} points" for k, v in sorted(procs.items())
+                      for n in [k])  # fmt: skip
+    need = [p for p in pts if any(stats.guard_rule(r) == "generator CPU" for r in p.guard.reasons)]
+    lines.append(
+        f"- Generator processes per point ({split}). "
+        + (
+            (
+                f"Every point split one schedule over {run.method.point.processes} Locust processes (--processes)."
+                if run.method.point.processes > 1
+                else "The split of one schedule over several Locust processes was used where a rate needed it."
+            )
+            if max(procs, default=1) > 1
+            else f"No point used more than one: the split is capped at the generator's cores "
+            f"({cal.generator_cores if cal else '?'} here: all cores but one for the servers)"
+            + (
+                f", and {len(need)} point(s) needed more (their generator CPU tripped the guard)."
+                if need
+                else ", and no rate needed more."
+            )
+        )
+    )
     if cal:
         lines += [
             "",
-            f"**Generator ceiling** (calibrated against `load_tests/servers/trivial.py`, which answers at once): "
-            f"**{cal['ceiling_rps']:,.0f} req/s per process** with the guard holding"
-            + (f", {cal['ceiling_rps_total']:,.0f} req/s over {cal['generator_cores']} generator core(s)"
-               if "ceiling_rps_total" in cal else "")
-            + "; "
-            + "; ".join(_calibration_point(p) for p in cal["points"])
+            "**Calibration** against `load_tests/servers/trivial.py` (answers at once): "
+            + (
+                f"the generator holds **{cal.ceiling_rps:,.0f} req/s per process** with every guard rule holding"
+                if cal.ceiling_rps > 0
+                else "**the generator did not hold even its first rate** with every guard rule holding"
+            )
+            + (
+                f", {cal.ceiling_rps_total:,.0f} req/s over {cal.generator_cores} cores"
+                if cal.generator_cores > 1
+                else ""
+            )
+            + f"; {_fmt(cal.cpu_us_per_req)} µs of its CPU per request. "
+            + "; ".join(
+                f"{c.rate:,.0f}/s: {_fmt(c.generator_cpu_share, '.0%')} of a core, lag p50 "
+                f"{_fmt(c.send_lag_p50_ms, '.3f')} / p99 {_fmt(c.send_lag_p99_ms, '.3f')} ms, moved p99 "
+                f"{_fmt(c.lag_impact_ms, '.3f')} ms"
+                + ("" if c.ok else f" (**not held**: {'; '.join(c.reasons) or 'failed'})")
+                for c in cal.points
+            )
             + ".",
         ]
-    lines += [
+    return [*lines, ""]
+
+
+def _blocks(run: results.CapacityRun) -> list[str]:
+    direct = [n for n, t in run.targets.items() if t.direct]
+    lines = [
+        "## The blocks",
+        "",
+        f"Why the run stopped: {run.method.stopped}. Estimates after each block (QPS@SLO ± half the 95 % interval, "
+        f"a quick {estimate.QUICK_RESAMPLES}-resample bootstrap; the tables above use {run.method.resamples}):",
+        "",
+        "| block | minutes from start | minutes | points | " + " | ".join(direct) + " |",
+        "|---|---|---|---|" + "---|" * len(direct),
+    ]
+    for b in run.blocks:
+        cells = []
+        for n in direct:
+            e = b.qps.get(n)
+            if e is None or e.estimate is None:
+                cells.append("–")
+            else:
+                cells.append(f"{e.estimate:,.0f}" + (f" ±{e.half_width:.0%}" if e.half_width is not None else ""))
+        lines.append(f"| {b.index} | {b.started_s / 60:.1f} | {b.seconds / 60:.1f} | {b.points} | " + " | ".join(cells)
+                     + " |")  # fmt: skip
+    return [*lines, ""]
+
+
+def _breakdown(run: results.CapacityRun) -> list[str]:
+    """The servers' own account at the valid point nearest each target's QPS@SLO."""
+    rows = []
+    for name, t in run.targets.items():
+        q = t.qps_at_slo.estimate
+        pts = [p for p in run.points if p.target == name and p.valid and p.breakdown is not None]
+        if q is None or not pts:
+            continue
+        p = min(pts, key=lambda p: abs(p.rate - q))
+        b = p.breakdown
+        assert b is not None
+        client = (p.p50_ms or math.nan) * 1000
+        batch = b.batch or p.batch
+        cpu = ", ".join(f"{k} {_fmt(v)}" for k, v in p.server_cpu_us_per_req.items())
+        rows.append(
+            f"| {name} | {p.rate:,.0f} | {_fmt(client)} | {_fmt(b.queue_us)} | {_fmt(b.compute_us)} | "
+            f"{_fmt(b.total_us)} | {_fmt(b.gateway_us)} | {_fmt(batch.mean if batch else None, '.2f')} | {cpu} |"
+        )
+    if not rows:
+        return []
+    return [
+        "## Where the time goes (the valid point nearest each QPS@SLO; µs per request)",
+        "",
+        "The same definitions for both servers (load_tests/measure/scrape.py): **queue** = waiting for a batch; "
+        "**server total** = arrival to answer inside the server; **compute** = total − queue; **gateway** = its own "
+        "time. Means from the servers' metrics against the client's p50 (a rough check, not an identity).",
+        "",
+        "| target | rate | client p50 | queue | compute | server total | gateway | mean batch | server CPU µs/req |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+
+
+def _environment(run: results.CapacityRun) -> list[str]:
+    env = run.environment
+    steal = [p.guard.machine_steal for p in run.points if p.guard.machine_steal is not None]
+    lines = [
+        "## Environment",
+        "",
+        f"- commit `{run.commit}`, "
+        + ("no uncommitted changes" if not run.dirty else f"**{len(run.source.changes)} uncommitted change(s)**"),
+        f"- started {run.started}, {run.seconds / 60:.0f} min in all",
+        f"- CPU: {env.cpu}, {env.cores} cores, ~{_fmt(env.cpu_mhz)} MHz; GPU: {env.gpu}",
+        f"- load average before / after: {' '.join(env.load_avg_before)} / {' '.join(env.load_avg_after) or '?'} "
+        "(a shared machine: compare targets within this report only)",
+        "- CPU steal over the points: "
+        + (f"mean {statistics.mean(steal):.1%}, max {max(steal):.1%}" if steal else "not recorded"),
+        f"- Python {env.python}; " + ", ".join(f"{k} {v}" for k, v in env.versions.items()),
+        f"- TF Serving batching: `{' '.join(env.tf_batching.split())}`",
+        f"- TorchServe batching: {env.torchserve_batching}",
+        *(f"- `{name}`: `{' '.join(_short(a) for a in argv[1:])}`" for name, argv in env.local_servers.items()),
+    ]
+    samples = env.gpu_samples
+    if samples:
+        util, mem = [s["util_pct"] for s in samples], [s["mem_mib"] for s in samples]
+        lines.append(
+            f"- GPU use through the run (nvidia-smi every second): utilisation mean {statistics.mean(util):.0f} %, "
+            f"max {max(util):.0f} %; memory max {max(mem):,.0f} MiB"
+        )
+    if run.left_out:
+        lines.append(
+            f"- Not in this run (`--targets` adds them): {', '.join(run.left_out)}: the default keeps `make load` "
+            "within its time budget with the direct servers and their floors."
+        )
+    return lines
+
+
+def _short(arg: str) -> str:
+    return Path(arg).name if arg.startswith("/") else arg
+
+
+def write_capacity(out: Path, run: results.CapacityRun) -> Path:
+    """report.md and its plots in ``out`` (results.json is written by the runner)."""
+    m = run.method
+    pngs = [plot_points(run, out), plot_capacity(run, out)]
+    servers = [n for n, t in run.targets.items() if t.role == "server"]
+    lines = [
+        "# Load test report: capacity at a latency SLO",
+        "",
+        headline(run),
+        "",
+        quality(run),
+        "",
+        f"TF Serving: **{run.environment.tfserving}** — every TF Serving figure below is this implementation's. "
+        f"Servers on: **{run.environment.servers_on}** (GPU: {run.environment.gpu}). Servers measured: "
+        f"{', '.join(servers) or 'none'}.",
+        "",
+        f"**Method.** Open-loop Poisson arrivals, latency from the *intended* send time (a request never answered "
+        f"counts as failed and infinitely slow). Each point: {m.point.warmup_s:g} s of warm-up, then "
+        f"{m.point.windows} windows of ≥ {m.point.min_window_s:g} s and together ≥ {m.point.min_samples:,} requests; "
+        f"sends wait with the `{m.point.sender}` sender ({m.point.spin_us:g} µs of cooperative spin before each), "
+        f"the generator scheduled {m.point.priority}. "
+        f"**Blocks**: each visits every target at {m.fixed_rate:,.0f} req/s and at "
+        f"{', '.join(f'{s:g}' for s in m.knee_steps)} × its current QPS@SLO (block 0 finds the knee by doubling "
+        f"from {m.start_rate:,.0f} req/s), in a shuffled order, with one seed per block. **QPS@SLO** (p99 ≤ "
+        f"{m.slo_ms:g} ms, nothing failed) is read off one fit of all of a target's valid points, p99 = a + b/(μ − λ) "
+        f"(least squares on log p99, robust loss, failing points as censored); the monotone (isotonic) fit and the "
+        f"highest passing / lowest failing rates are shown beside it. **Intervals**: {m.confidence:.0%}, "
+        f"bootstrap over whole blocks ({m.resamples} resamples, scipy.stats.bootstrap): the estimate ± Student's t "
+        "with blocks − 1 degrees of freedom × the bootstrap standard error; ratios resample the same blocks for both "
+        "sides. The blocks continue until every direct target's interval is within "
+        f"±{m.target_half_width:.0%} (at least {m.min_blocks} blocks) or the {m.budget_s / 60:g} min budget.",
         "",
         "## QPS@SLO",
         "",
-        *_guard_summary(results),
-        "",
-        "| target | QPS@SLO (mean) | 95 % CI | repeats | valid | stable | independent run at QPS@SLO |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    verify = {v["target"]: v for v in results["verify"]}
-    for c in results["capacity"]:
-        v = verify.get(c["target"])
-        vtxt = _verify_text(v) if v else "–"
-        if v and v.get("at_ci_low"):
-            vtxt += "; at the CI's low end " + _verify_text(v["at_ci_low"])
-        kinds = sorted({r.split(" ")[0] + (" lag" if r.startswith("send") else "") for r in c["invalid_reasons"]})
-        valid = "yes" if c["valid"] else "**no** (" + (", ".join(kinds) or "generator lag at the ceiling") + ")"
-        lo = c["ci95"][0]
-        lines.append(
-            f"| {c['target']} | {_fmt(c['qps'])} | {_fmt(max(0.0, lo) if lo is not None else None)} – "
-            f"{_fmt(c['ci95'][1])} | "
-            f"{', '.join(_fmt(q) for q in c['repeats'])} | {valid} | {'yes' if c['stable'] else '**no**'} | {vtxt} |"
-        )
-    lines += [
+        *_qps_rows(run),
         "",
         *(f"![{p}]({p})" for p in pngs),
         "",
-        *floor_rows(results),
-        "## Generator and machine at each reported rate (last repeat)",
-        "",
-        "| target | rate | processes | generator work, % of a core | waiting precisely | generator µs/req | "
-        "machine idle | steal | send lag p50 / p99 ms |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for c in results["capacity"]:
-        s = results["searches"][c["target"]][-1]
-        p = next((p for p in s["steps"] if p["rate"] == s["qps"]), None)
-        if p is None:
-            continue
-        e = p["extra"]
-        lines.append(
-            f"| {c['target']} | {_fmt(p['rate'])} | {e.get('generator_processes', 1)} | "
-            f"{_fmt(e.get('generator_work_share', e.get('generator_core_share')), '.0%')} | "
-            f"{_fmt(e.get('generator_waiting_share'), '.0%')} | "
-            f"{_fmt(e.get('generator_cpu_us_per_req'))} | {_fmt(e.get('machine_idle'), '.0%')} | "
-            f"{_fmt(e.get('machine_steal'), '.1%')} | {_fmt(e.get('send_lag_p50_ms'), '.3f')} / "
-            f"{_fmt(e.get('send_lag_p99_ms'), '.3f')} |"
-        )
-    lines += [
-        "",
-        "## Where the time goes (at QPS@SLO, the independent run; µs per request)",
-        "",
-        "The same definitions for both servers (load_tests/measure/scrape.py): **queue** = waiting for a batch "
-        "(TF `batching_session:queuing_latency`, TorchServe `ts_queue_latency_microseconds`); **server total** "
-        "= arrival to answer inside the server (TF `request_latency`; TorchServe `ts_inference_latency_microseconds`, "
-        "which includes the queue); **compute** = total − queue. **Gateway** = its request latency minus its wait "
-        "on the backend. **Send lag** = the generator's p50 delay past the intended send (latency counts from the "
-        "intended time, so it is part of the client p50). **Outside** = client p50 − the parts: the client's and "
-        "server's HTTP/gRPC stacks and the loopback, which no server metric covers. "
-        "The parts should come within 15 % of the client p50 (means vs a median: a rough check).",
-        "",
-        "| target | client p50 | queue | compute | server total | gateway | send lag | outside | parts ≈ p50? |",
-        "|---|---|---|---|---|---|---|---|---|",
-        *_breakdown_rows(results),
-        "",
-        "Realized batch sizes (rows per executed batch; TF from `processed_batch_size`, TorchServe from its "
-        "handler's `X-Batch-Requests` header, weighted per batch) and server CPU per answered request:",
-        "",
-        "| target | rate | mean batch | batches by size | source | server CPU µs/req |",
-        "|---|---|---|---|---|---|",
-        *_batch_rows(results),
-        *(
-            [
-                "",
-                "## Batching sweep",
-                "",
-                "Each server's max batch x batch delay trade-off, best against best: [sweep.md](sweep.md) "
-                "(`make load-sweep`, run separately; its own environment line).",
-                "",
-                "![sweep.png](sweep.png)",
-            ]
-            if (out / "sweep.md").exists()
-            else []
-        ),
-        *_chaos_section(out),
-        "",
-        "## Environment",
-        "",
-        f"- git commit {env.get('git_commit', '?')}{' (with local changes)' if env.get('git_dirty') else ''}",
-        f"- CPU: {env['cpu']}, {env['cores']} cores, ~{env.get('cpu_mhz', '?')} MHz; GPU: {env['gpu']}",
-        f"- load average before / after: {' '.join(env.get('load_avg_before', []))} / "
-        f"{' '.join(env.get('load_avg_after', []))} (a shared machine: compare targets within this report only)",
-        f"- CPU steal over the measured points: {_steal_summary(results)}",
-        f"- Python {env['python']}; " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()),
-        f"- TF Serving batching: `{' '.join(env['tf_batching'].split())}`",
-        f"- TorchServe batching: {env['torchserve_batching']}",
-        *_gpu_line(env),
+        *_ratio_rows(run),
+        *_blocks(run),
+        *_guard(run),
+        *_breakdown(run),
+        *_extra_sections(out),
+        *_environment(run),
     ]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
-def _chaos_section(out: Path) -> list[str]:
-    """The chaos runs saved beside the report (`make load-chaos --out <this folder>`), if any."""
-    runs = {}
+def _extra_sections(out: Path) -> list[str]:
+    """The sweep and chaos runs saved beside the report, if any."""
+    lines: list[str] = []
+    if (out / "sweep.md").exists():
+        lines += [
+            "## Batching sweep",
+            "",
+            "Each server's max batch x batch delay trade-off, best against best: [sweep.md](sweep.md) "
+            "(`make load-sweep`, run separately; its own environment line).",
+            "",
+            "![sweep.png](sweep.png)",
+            "",
+        ]
+    runs: dict[str, dict[str, Any]] = {}
     for path in sorted(out.glob("chaos-*.json"), key=lambda p: (not p.stem.endswith("native"), p.stem)):
         runs[path.stem.removeprefix("chaos-")] = json.loads(path.read_text())
-    return ["", *chaos.section(runs)] if runs else []
-
-
-def _json_default(v: Any) -> Any:
-    raise TypeError(f"{type(v)} is not JSON serialisable")
+    if runs:
+        lines += [*chaos.section(runs), ""]
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m load_tests.reports.capacity DIR``: re-render DIR's report.md and plots from its results.json
-    (a capacity run's), e.g. after changing the report's layout; measures nothing."""
+    (measures nothing; ``python -m load_tests.runs.capacity --reanalyse DIR`` also refits)."""
     import argparse
 
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("folder", type=Path)
     args = p.parse_args(argv)
-    results = orjson.loads((args.folder / "results.json").read_bytes())
-    if not isinstance(results, dict) or "capacity" not in results:
-        p.error(f"{args.folder / 'results.json'} is not a capacity run's")
-    print(write_capacity(args.folder, results))
+    try:
+        run = results.read(args.folder)
+    except (OSError, ValueError) as e:
+        p.error(str(e))
+    print(write_capacity(args.folder, run))
     return 0
 
 

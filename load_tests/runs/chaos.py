@@ -34,17 +34,17 @@ from typing import Any
 
 import httpx
 
-from load_tests import stats
+from load_tests import results, stats
 from load_tests.contracts import Recording, RunSpec
+from load_tests.measure.machine import machine_state
 from load_tests.measure.point import LOCUST_START_S, locust_argv
 from load_tests.reports import chaos as report
-from load_tests.reports.environment import machine_state
 from load_tests.targets import BY_NAME, Endpoints
 from mnist_serving.ports import local_url
 
 REPO = Path(__file__).resolve().parents[2]
 TARGET = BY_NAME["gateway-auto"]
-COMMITTED_RESULTS = REPO / "docs" / "load-report-2cpu" / "results.json"
+COMMITTED_REPORT = REPO / "docs" / "load-report-2cpu"
 DEFAULT_RATE = 450.0  # half the gateway's measured capacity when no report says otherwise
 POLL_S = 0.1  # how often the killed server's readiness and its circuit are read
 # The same load runs this long before the measured 60 s: a stack fresh from start-up (cold
@@ -63,12 +63,13 @@ class ChaosSettings:
     compose: bool = False
 
 
-def half_capacity(results: Path = COMMITTED_RESULTS) -> float:
-    """Half the committed report's QPS@SLO through the gateway to TF Serving (auto's default route)."""
-    with contextlib.suppress(OSError, KeyError, ValueError, TypeError, StopIteration):
-        rows = json.loads(results.read_text())["capacity"]
-        qps = float(next(r["qps"] for r in rows if r["target"] == "gateway-tfserving"))
-        if math.isfinite(qps) and qps > 0:
+def half_capacity(report: Path = COMMITTED_REPORT) -> float:
+    """Half the committed report's QPS@SLO through the gateway to TF Serving (auto's default route;
+    load_tests/results.py), or DEFAULT_RATE when that report did not measure the gateway."""
+    with contextlib.suppress(OSError, ValueError):
+        target = results.read(report).targets.get("gateway-tfserving")
+        qps = target.qps_at_slo.estimate if target else None
+        if qps is not None and math.isfinite(qps) and qps > 0:
             return round(qps / 2, -1)
     return DEFAULT_RATE
 

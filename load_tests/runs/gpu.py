@@ -5,11 +5,13 @@ machine with an NVIDIA GPU, into one report folder (``reports/gpu-<time>/``):
 2. TorchServe alone (``make serve SERVERS=torchserve``: no TensorFlow needed), and what it serves on
    each model equal to the in-process CPU answer for 64 real digits, with the device it ran on
    (``gpu_check.json``, from the handler's ``X-Model-Device``);
-3. the capacity search of TorchServe's two models beside their floors (the TorchScript floor on the
-   GPU), with GPU use sampled (``capacity/``, ``capacity.log``, ``points.jsonl``);
-4. ``report.md`` (load_tests/reports/gpu.py), naming the GPU, driver, CUDA and what ran.
+3. the capacity run of TorchServe's two models beside their floors (the block runner,
+   runs/capacity.py: QPS@SLO with intervals, the ratios to the floors; the TorchScript floor on the
+   GPU), with GPU use sampled (``capacity/`` with its typed results.json, ``capacity.log``);
+4. ``report.md`` (load_tests/reports/gpu.py), naming the GPU, driver, CUDA and what ran, its
+   findings computed from those files.
 
-Sized to finish in about 8 minutes. Without CUDA it says so and stops before measuring anything.
+Sized to finish in about 10 minutes. Without CUDA it says so and stops before measuring anything.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ import httpx
 import numpy as np
 import orjson
 
+from load_tests.measure.machine import source
 from load_tests.reports import gpu as gpu_report
-from load_tests.reports.environment import machine_state
 from load_tests.servers.floor import artifact
 from mnist_serving.ports import local_url
 from mnist_serving.spec import INPUT_DIM, ONNX_MODEL_NAME, TORCH_MODEL_NAME
@@ -37,9 +39,10 @@ REPO = Path(__file__).resolve().parents[2]
 BATCHES = (1, 32, 256)
 INPROC_CALLS, INPROC_SKIP = 1500, 300  # per (runtime, device, batch): median of the calls after the first SKIP
 CHECK_DIGITS = 64
-# The capacity search, sized for ~5 minutes: two repeats of TorchServe's two models and their floors.
-CAPACITY_ARGS = ("--targets", "torchserve,torchserve-onnx", "--repeats", "2", "--max-windows", "3",
-                 "--start-rate", "400", "--verify-s", "0", "--floor-rate", "500")  # fmt: skip
+# The capacity run, sized for ~6 minutes: TorchServe's two models and their floors, in blocks until
+# their intervals are within ±10 % or the budget ends; 5 ms is a fair SLO on a GPU.
+CAPACITY_ARGS = ("--targets", "torchserve,torchserve-onnx", "--budget-min", "6", "--slo-ms", "5",
+                 "--fixed-rate", "500", "--start-rate", "500")  # fmt: skip
 EXIT_NO_GPU = 3
 
 
@@ -146,6 +149,7 @@ def provenance(ran: str, did_not_run: str) -> dict[str, Any]:
                             else ["?", "?", "?"])[:3]  # fmt: skip
     versions = {"torch": torch.__version__, "onnxruntime": ort.__version__}
     with_ts = subprocess.run([sys.executable, "-m", "pip", "show", "torchserve"], capture_output=True, text=True)
+    src = source()
     versions["torchserve"] = next((ln.split(": ")[1] for ln in with_ts.stdout.splitlines() if ln.startswith("Version")),
                                   "?")  # fmt: skip
     return {
@@ -155,7 +159,7 @@ def provenance(ran: str, did_not_run: str) -> dict[str, Any]:
         "cuda": str(torch.version.cuda),
         "machine": f"{os.cpu_count()} CPU cores; Python {sys.version.split()[0]}",
         "versions": versions,
-        "commit": machine_state().get("git_commit", "?"),
+        "commit": src.commit[:12] + (" (with uncommitted changes)" if src.dirty else ""),
         "ran": ran,
         "did_not_run": did_not_run,
     }
@@ -199,20 +203,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(line, end="", flush=True)
                 log.write(line)
             proc.wait()
-    results = orjson.loads((out / "capacity" / "results.json").read_bytes())
-    with (out / "points.jsonl").open("wb") as fh:  # each target at the floor rate, mean over the repeats
-        for target, points in results.get("at_floor_rate", {}).items():
-            if points:
-                fh.write(orjson.dumps({
-                    "target": target, "rate": points[0]["rate"],
-                    "p50_ms": float(np.mean([pt["p50_ms"] for pt in points])),
-                    "p99_ms": float(np.mean([pt["p99_ms"] for pt in points])),
-                    "send_lag_p99_ms": max(pt.get("extra", {}).get("send_lag_p99_ms") or 0.0 for pt in points),
-                }) + b"\n")  # fmt: skip
     devices = {m: c["device"] for m, c in check.items()}
     prov = provenance(
-        ran=f"TorchServe alone (models on {devices}), the floors (TorchScript on cuda:0, ONNX on the CPU), the "
-        "project's open-loop capacity runner; GPU use sampled with nvidia-smi (capacity/report.md).",
+        ran=f"TorchServe alone (models on {devices}), its batching floors (TorchScript on cuda:0, ONNX on the CPU), "
+        "the project's open-loop block runner (capacity/report.md); GPU use sampled with nvidia-smi.",
         did_not_run="TF Serving (this command measures TorchServe; the TF side runs from the tensorflow/serving GPU "
         "image in compose and Kubernetes).",
     )

@@ -12,7 +12,6 @@ import argparse
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +19,8 @@ import numpy as np
 from load_tests.contracts import Recording, RunSpec
 from load_tests.measure import scrape
 from load_tests.measure.point import locust_argv
-from load_tests.reports import environment as report_env
 from load_tests.reports import matrix as report
-from load_tests.runs.stack import native_stack
+from load_tests.runs import harness
 from load_tests.stats import RunResult
 from load_tests.targets import BY_NAME, SERVING_TARGETS, Endpoints, Target
 
@@ -83,16 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     exit_on_sigterm()
     targets = [BY_NAME[t] for t in args.targets.split(",")]
     levels = [int(u) for u in args.users.split(",")]
-    out = args.out or Path("reports") / time.strftime("%Y%m%d-%H%M%S")
-    out.mkdir(parents=True, exist_ok=True)
-
-    from serving.native.settings import ServingPorts
-
-    ports = ServingPorts.from_env()
-    with native_stack(args.artifacts, out / "run", ports):
-        ep = Endpoints.native(ports)
-        environment = report_env.environment(ep.url(BY_NAME["gateway-tfserving"]))
-        sampler = report_env.GpuSampler()
+    out = harness.folder(args.out)
+    with harness.session(targets, args.artifacts, out) as s:
+        ep = s.ep
         results = []
         total = len(targets) * len(levels)
         for i, target in enumerate(targets):
@@ -108,8 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"failures {r.failures}",
                     flush=True,
                 )
-        environment["gpu_samples"] = sampler.stop()
-    path = report.write(out, results, environment, args.duration, args.warmup)
+    path = report.write(out, results, s.environment_dict(), args.duration, args.warmup)
     print(f"report: {path}")
     return 1 if any(r.failures for r in results) else 0
 

@@ -1,10 +1,13 @@
 """What a run measures against: the native stack (the one already answering, else started), and the
-load tools' own servers (the floors and the trivial server) on free ports, stopped afterwards."""
+load tools' own servers (targets.LOCAL_SERVERS: the floors and the trivial server) on free ports,
+stopped afterwards. A batching floor takes its server's batch size and delay from that server's
+config owner (serving/tfserving/config.py, serving/torchserve/config.py), so the two cannot drift."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import socket
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -12,8 +15,9 @@ from typing import Any
 
 import httpx
 
-from load_tests.targets import BY_NAME, Endpoints, Target
-from mnist_serving.ports import local_url
+from load_tests.targets import BY_NAME, LOCAL_SERVERS, Endpoints, LocalServer, Target
+from mnist_serving.ports import local_address, local_url
+from mnist_serving.spec import ONNX_MODEL_NAME, TORCH_MODEL_NAME
 
 REPO = Path(__file__).resolve().parents[2]
 LOCAL_START_TIMEOUT_S = 120.0  # TensorFlow's import alone takes ~10 s on this machine
@@ -26,9 +30,10 @@ def native_stack(
     ports: Any,
     servers: Sequence[str] = ("tfserving", "torchserve"),
     with_gateway: bool = True,
-) -> Iterator[None]:
+) -> Iterator[dict[str, int]]:
     """The native stack on ``ports``: what already answers there (every wanted server ready), else
-    ``servers`` (and the gateway) started here and stopped after."""
+    ``servers`` (and the gateway) started here and stopped after. Yields the root PID of each
+    server started here (none when it was already running)."""
     from serving.native import gateway, tfserving, torchserve
     from serving.native.stack import ServingStack
 
@@ -37,60 +42,95 @@ def native_stack(
     with contextlib.suppress(Exception):
         if all(checks[name](ports) for name in wanted):
             print("using the stack that is already running", flush=True)
-            yield
+            yield {}
             return
     print(f"starting {', '.join(wanted)} natively ...", flush=True)
     with contextlib.ExitStack() as es:
         stack = ServingStack(artifacts, run_dir, ports, with_gateway=with_gateway, servers=tuple(servers))
         stack.start()
         es.callback(stack.stop)
-        yield
+        yield {p.name: p.pid for p in stack.processes if p.pid is not None}
 
 
-def is_local(target: Target) -> bool:
-    """Targets whose server the load tools start themselves."""
-    return target.name == "trivial" or (target.backend or "").startswith("floor-")
+def batching_of(server: str) -> tuple[int, float]:
+    """(batch size, delay ms) ``server`` runs with, from its config owner: TF Serving's
+    ``max_execution_batch_size`` and ``batch_timeout_micros``; TorchServe's ``batchSize`` and
+    ``maxBatchDelay`` (the same for both its models, checked)."""
+    if server == "tfserving":
+        from serving.tfserving import config as tf
+
+        b = tf.batching()
+        return int(b["max_execution_batch_size"]), int(b["batch_timeout_micros"]) / 1000
+    from serving.torchserve import config as ts
+
+    models = ts.models(ts.read())
+    pairs = {(int(m["batchSize"]), float(m["maxBatchDelay"])) for n, m in models.items()
+             if n in (TORCH_MODEL_NAME, ONNX_MODEL_NAME)}  # fmt: skip
+    if len(pairs) != 1:
+        raise ValueError(f"TorchServe's models batch differently ({pairs}): one batching floor cannot match both")
+    return pairs.pop()
 
 
-def local_argv(target: Target, port: int, artifacts: Path, device: str = "cpu") -> list[str]:
-    if target.name == "trivial":
+def local_argv(
+    server: LocalServer, port: int, grpc_port: int | None, artifacts: Path, device: str = "cpu"
+) -> list[str]:
+    if server.kind is None:
         return [sys.executable, "-m", "load_tests.servers.trivial", str(port)]
-    kind = target.name.removeprefix("floor-")
-    argv = [sys.executable, "-m", "load_tests.servers.floor", kind, "--port", str(port), "--artifacts", str(artifacts)]
-    return argv + (["--device", device] if kind == "torchscript" else [])
+    argv = [sys.executable, "-m", "load_tests.servers.floor", server.kind, "--port", str(port),
+            "--artifacts", str(artifacts)]  # fmt: skip
+    if server.kind == "torchscript":
+        argv += ["--device", device]
+    if server.batching:
+        size, delay = batching_of(server.batching)
+        argv += ["--batch-size", str(size), "--batch-delay-ms", f"{delay:g}"]
+    if server.grpc and grpc_port:
+        argv += ["--grpc-port", str(grpc_port)]
+    return argv
+
+
+def locals_of(targets: Sequence[Target]) -> list[LocalServer]:
+    """The load tools' servers these targets need, once each, in order."""
+    return [LOCAL_SERVERS[n] for n in dict.fromkeys(t.local for t in targets if t.local)]
 
 
 @contextlib.contextmanager
 def local_servers(
     targets: Sequence[Target], artifacts: Path, run_dir: Path, ep: Endpoints, device: str = "cpu"
 ) -> Iterator[Endpoints]:
-    """Start the floor and trivial servers among ``targets`` on free ports (the TorchScript floor on
-    ``device``); yield ``ep`` with their URLs."""
+    """Start the floor and trivial servers ``targets`` need on free ports (the TorchScript floors on
+    ``device``); yield ``ep`` with their addresses, PIDs and command lines."""
     from serving.native.process import ManagedProcess, free_ports
 
-    wanted = [t for t in dict.fromkeys(targets) if is_local(t)]
+    wanted = locals_of(targets)
     with contextlib.ExitStack() as es:
         procs = []
-        for target, port in zip(wanted, free_ports(len(wanted)), strict=True):
-            url = local_url(port)
-            proc = ManagedProcess(target.name, local_argv(target, port, artifacts.resolve(), device),
-                                  run_dir / f"{target.name}.log", cwd=REPO)  # fmt: skip
+        free = iter(free_ports(2 * len(wanted)))
+        for server in wanted:
+            port, grpc_port = next(free), next(free)
+            argv = local_argv(server, port, grpc_port if server.grpc else None, artifacts.resolve(), device)
+            proc = ManagedProcess(server.name, argv, run_dir / f"{server.name}.log", cwd=REPO)
             proc.start()
             es.callback(proc.stop)
-            procs.append((proc, url))
-            ep = ep.with_url(target, url)
-        for proc, url in procs:
-            proc.wait_until(functools.partial(_answers, url), LOCAL_START_TIMEOUT_S)
+            procs.append((proc, local_url(port), grpc_port if server.grpc else None))
+            urls = {server.url_env: local_url(port)}
+            if server.grpc:
+                urls[server.grpc_env] = local_address(grpc_port)
+            ep = ep.with_local(server.name, urls, proc.pid or 0, argv)
+        for proc, url, grpc in procs:
+            proc.wait_until(functools.partial(_answers, url, grpc), LOCAL_START_TIMEOUT_S)
         if wanted:
-            print(f"started {', '.join(t.name for t in wanted)}", flush=True)
+            print(f"started {', '.join(s.name for s in wanted)}", flush=True)
         yield ep
 
 
-def _answers(url: str) -> bool:
-    """Any HTTP answer at all: the floors answer GET /ready, the trivial server answers everything."""
+def _answers(url: str, grpc_port: int | None = None) -> bool:
+    """Any HTTP answer at all (the floors answer GET /ready, the trivial server answers everything),
+    and the gRPC port, if any, accepting connections."""
     try:
         httpx.post(url + "/ready", content=b"{}", timeout=2)
-    except httpx.HTTPError:
+        if grpc_port:
+            socket.create_connection(("127.0.0.1", grpc_port), timeout=2).close()
+    except (httpx.HTTPError, OSError):
         return False
     return True
 

@@ -31,12 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from load_tests import stats
+from load_tests.measure import machine
 from load_tests.measure.point import PointConfig, run_point
-from load_tests.reports import environment as report_env
 from load_tests.reports.sweep import SERVERS, Method, best_per_server, write
-from load_tests.runs.capacity import SLO_MS, measure_search, point_dict
-from load_tests.runs.stack import local_servers
-from load_tests.targets import BY_NAME, Endpoints
+from load_tests.runs import harness
+from load_tests.runs.capacity import SLO_MS
+from load_tests.targets import BY_NAME, TF_LEAN, TS_LEAN, Endpoints, Target
 
 MAX_BATCH = (1, 8, 32)
 DELAY_MS = (0, 1, 2, 5)
@@ -59,6 +59,42 @@ TS_MIN_DELAY_MS = 1
 # A previous configuration's QPS@SLO seeds the next search's bracket only above this; below it (a
 # configuration that barely met the SLO) the search starts afresh from --start-rate.
 MIN_HINT = 100.0
+
+
+# Each configuration's floor: the lean one (no batching). A batching floor copies the shipped batching
+# (targets.py), which the sweep varies; the lean floor is the one reference for every configuration.
+LEAN_FLOOR = {"tfserving": TF_LEAN, "torchserve": TS_LEAN}
+
+
+def point_dict(p: stats.Point, slo_ms: float) -> dict[str, Any]:
+    return {**dataclasses.asdict(p), "passes": p.passes(slo_ms), "valid": p.valid}
+
+
+def measure_search(
+    target: Target,
+    cfg: PointConfig,
+    ep: Endpoints,
+    out: Path,
+    seed: int,
+    start: float,
+    bracket: tuple[float, float] | None,
+    label: str,
+    tolerance: float = TOLERANCE,
+) -> stats.Search:
+    """One QPS@SLO search (exponential, then bisection to ``tolerance``; stats.search_capacity): the
+    sweep's single draw per configuration."""
+    n = 0
+
+    def measure(rate: float) -> stats.Point:
+        nonlocal n
+        n += 1
+        p = run_point(target, rate, seed, cfg, ep, out, f"{label}_{target.name}_s{n}_{rate:.0f}")
+        flags = "" if p.valid else f"  invalid: {'; '.join(p.invalid)}"
+        print(f"    {target.name:24s} {rate:8.0f} req/s  p50 {p.p50_ms:7.2f}  p99 {p.p99_ms:8.2f} ms  "
+              f"{'pass' if p.passes(cfg.slo_ms) else 'FAIL'}{flags}", flush=True)  # fmt: skip
+        return p
+
+    return stats.search_capacity(measure, cfg.slo_ms, start, bracket=bracket, tolerance=tolerance)
 
 
 def configurations(server: str | None = None, device: str = "cpu") -> list[tuple[int, int]]:
@@ -180,7 +216,7 @@ def confirm(
     both servers running, in ``--confirm-repeats`` interleaved searches with fresh seeds, each with a
     point at the low rate. Each server's floor (the same model behind the leanest server) is measured
     the same way in the same rotation, so the report can give every figure as a ratio to its floor."""
-    names = list(best) + [BY_NAME[SERVERS[s]].floor or "" for s in best]
+    names = list(best) + [LEAN_FLOOR[s] for s in best]
     found: dict[str, dict[str, list[float]]] = {n: {"qps": [], "p50": [], "p99": []} for n in names}
     low_cfg = dataclasses.replace(cfg, early_stop=False, max_windows=stats.STABLE_WINDOWS, min_samples=LOW_SAMPLES)
     floors = [BY_NAME[n] for n in names if n.startswith("floor-")]
@@ -189,7 +225,7 @@ def confirm(
             s: stack.enter_context(started(s, e["max_batch"], e["delay_ms"], args, out / "run" / f"confirm_{s}"))[0]
             for s, e in best.items()
         }
-        floor_ep = stack.enter_context(local_servers(floors, args.artifacts, out / "run", Endpoints()))
+        floor_ep = stack.enter_context(harness.session(floors, args.artifacts, out, stack=False)).ep
         for r in range(args.confirm_repeats):
             for n in names[r % len(names) :] + names[: r % len(names)]:  # rotated, as make load's repeats
                 target = BY_NAME[SERVERS[n]] if n in best else BY_NAME[n]
@@ -214,7 +250,7 @@ def confirm(
             "max_batch": best[n]["max_batch"] if n in best else 1,
             "delay_ms": best[n]["delay_ms"] if n in best else 0,
             "sweep_qps": best[n]["qps"] if n in best else math.nan,
-            "floor": BY_NAME[SERVERS[n]].floor if n in best else None,
+            "floor": LEAN_FLOOR[n] if n in best else None,
             "repeats": values["qps"],
             "qps": mean,
             "ci95": [max(0.0, lo), hi],  # a rate is never negative
@@ -273,12 +309,12 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or Path("reports") / time.strftime("sweep-%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     cfg = PointConfig(slo_ms=args.slo_ms, max_windows=args.max_windows)
-    env = report_env.environment("http://127.0.0.1:1")  # no gateway: the TF implementation comes from PATH
+    env = machine.environment_dict("http://127.0.0.1:1")  # no gateway: the TF implementation comes from PATH
     from serving.native.tfserving import implementation
 
     env["tfserving"] = "stand-in (serving/tfserving_standin)" if implementation() == "standin" else "real binary"
     env["device"] = args.device
-    sampler = report_env.GpuSampler()
+    sampler = machine.GpuSampler()
     if args.device == "gpu":  # the in-process side of "from which batch does the GPU win"
         from load_tests.runs.gpu import inproc
 

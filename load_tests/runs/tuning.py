@@ -41,9 +41,9 @@ import psutil
 
 from load_tests import stats
 from load_tests.measure.cpu import tree_cpu_s
+from load_tests.measure.machine import machine_state
 from load_tests.measure.point import PointConfig, run_point
-from load_tests.reports.environment import machine_state
-from load_tests.runs.stack import local_servers
+from load_tests.runs import harness
 from load_tests.targets import BY_NAME, Endpoints
 from mnist_serving.ports import local_url
 from serving.torchserve import config
@@ -128,14 +128,6 @@ def log_lines(run: Path) -> int:
     return sum(len(f.read_bytes().splitlines()) for f in files if f.exists())
 
 
-def _floor_process() -> psutil.Process:
-    for p in psutil.process_iter(["cmdline"]):
-        cmd = " ".join(p.info["cmdline"] or [])
-        if "load_tests.servers.floor" in cmd and "torchscript" in cmd:
-            return p
-    raise RuntimeError("the TorchScript floor is not running")
-
-
 def bench(args: argparse.Namespace) -> dict[str, Any]:
     out = args.out or Path(tempfile.mkdtemp(prefix="bench-tuning-"))
     state_before = machine_state()  # the load average before the servers start
@@ -148,8 +140,9 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
             servers[variant.name] = stack.enter_context(
                 torchserve_variant(variant, args.artifacts.resolve(), out / variant.name)
             )
-        floor_ep = stack.enter_context(local_servers([FLOOR], args.artifacts, out / "run", Endpoints()))
-        floor_proc = _floor_process()
+        session = stack.enter_context(harness.session([FLOOR], args.artifacts, out, stack=False))
+        floor_ep = session.ep
+        floor_proc = psutil.Process(floor_ep.pids[FLOOR.server or ""])  # the one this run started
 
         def measure(name: str, rate: float, seed: int, tag: str) -> tuple[stats.Point, float]:
             if name == "floor":

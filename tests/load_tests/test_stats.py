@@ -109,20 +109,45 @@ def test_ci95_matches_the_student_t_interval() -> None:
 
 
 @pytest.mark.parametrize(
-    ("share", "idle", "lag", "reasons"),
+    ("share", "idle", "impact", "rules"),
     [
         (0.5, 0.4, 0.2, []),
-        (0.75, 0.4, 0.2, ["generator"]),
-        (0.5, 0.05, 0.2, ["idle"]),
-        (0.5, 0.4, 0.6, ["send lag"]),
-        (0.9, 0.02, 3.0, ["generator", "idle", "send lag"]),
+        (0.75, 0.4, 0.2, ["generator CPU"]),  # its whole CPU, a precise wait's spin included
+        (0.5, 0.04, 0.2, ["machine idle"]),  # no idle left
+        (0.5, 0.06, 0.2, []),
+        (0.5, 0.4, 0.6, ["send lag"]),  # the lag moved the p99 by 0.6 ms > 5 % of 10 ms
+        (0.9, 0.02, 3.0, ["generator CPU", "machine idle", "send lag"]),
+        (math.nan, math.nan, math.nan, []),  # unknown trips nothing (a point without marks)
     ],
 )
-def test_validity_flags(share: float, idle: float, lag: float, reasons: list[str]) -> None:
-    got = stats.invalid_reasons(share, idle, lag, slo_ms=10.0)
-    assert len(got) == len(reasons)
-    for needle, text in zip(reasons, got, strict=True):
-        assert needle in text
+def test_the_guard_rules(share: float, idle: float, impact: float, rules: list[str]) -> None:
+    got = stats.invalid_reasons(share, idle, impact, slo_ms=10.0)
+    assert [stats.guard_rule(r) for r in got] == rules
+
+
+def test_the_send_lag_rule_judges_what_the_lag_did_to_the_p99_not_the_lag_itself() -> None:
+    """Send lag is inside every latency (it counts from the intended time). A lag that is large but
+    falls on fast requests does not move the p99; the same lag on the slow tail does."""
+    rng = np.random.default_rng(1)
+    latency = rng.uniform(1.0, 3.0, 10_000)
+    latency[:150] = 9.0  # the tail: 1.5 % of requests at 9 ms, so p99 = 9 ms
+    lag = np.zeros_like(latency)
+    lag[5000:5100] = 3.0  # 1 % of requests left 3 ms late, all among the fast ones
+    latency_with = latency + lag
+    impact, without = stats.lag_impact_ms(latency_with, lag)
+    assert stats.percentile_ms(lag, 99) == 3.0  # the old rule (lag p99 > 0.5 ms) would flag this point
+    assert impact == pytest.approx(0.0) and without == pytest.approx(9.0)
+    assert stats.invalid_reasons(0.3, 0.5, impact, slo_ms=10.0) == []
+    lag_tail = np.zeros_like(latency)
+    lag_tail[:150] = 3.0  # the same lag on the slow requests: the p99 moves by 3 ms
+    impact, _ = stats.lag_impact_ms(latency + lag_tail, lag_tail)
+    assert impact == pytest.approx(3.0)
+    assert [stats.guard_rule(r) for r in stats.invalid_reasons(0.3, 0.5, impact, slo_ms=10.0)] == ["send lag"]
+
+
+def test_lag_impact_of_a_point_that_mostly_failed_is_none() -> None:
+    latency = np.full(100, np.inf)  # never answered: infinitely slow with or without the lag
+    assert stats.lag_impact_ms(latency, np.full(100, 5.0))[0] == 0.0
 
 
 def test_the_search_never_offers_more_than_max_rate_and_reaches_it() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 
 import numpy as np
 import pytest
@@ -67,12 +68,13 @@ def test_analysis_of_a_steady_run() -> None:
     assert p.stable and p.windows == 4 and p.valid
     assert p.p99_ms == 2.0 and p.failed == 0 and p.passes(10.0)
     assert p.throughput == pytest.approx(1000, rel=0.05)
-    assert p.extra["generator_core_share"] == pytest.approx(0.3)
-    assert p.extra["generator_waiting_share"] == pytest.approx(0.1)
-    assert p.extra["generator_work_share"] == pytest.approx(0.2)  # what the guard judges
+    assert p.extra["generator_core_share"] == pytest.approx(0.3)  # its whole CPU: what the guard judges
+    assert p.extra["generator_waiting_share"] == pytest.approx(0.1)  # of which a precise wait's spin
+    assert p.extra["generator_machine_share"] == pytest.approx(0.3 / (os.cpu_count() or 1))
     assert p.extra["machine_idle"] == pytest.approx(0.7)
     assert p.extra["generator_cpu_us_per_req"] == pytest.approx(300, rel=0.06)
-    assert p.extra["generator_work_us_per_req"] == pytest.approx(200, rel=0.06)
+    # Every request left 0.1 ms late and took 2.0 ms from its intended time: the lag moved p99 by 0.1 ms.
+    assert p.extra["lag_impact_ms"] == pytest.approx(0.1) and p.extra["p99_without_lag_ms"] == pytest.approx(1.9)
 
 
 def test_several_processes_merge_into_the_same_point() -> None:
@@ -84,7 +86,8 @@ def test_several_processes_merge_into_the_same_point() -> None:
     assert three.throughput == one.throughput and three.p99_ms == one.p99_ms
     # CPU per request adds the processes up; the guard takes the busiest one.
     assert three.extra["generator_cpu_us_per_req"] == pytest.approx(3 * one.extra["generator_cpu_us_per_req"])
-    assert three.extra["generator_work_share"] == pytest.approx(0.2)
+    assert three.extra["generator_core_share"] == pytest.approx(0.3)
+    assert three.extra["generator_machine_share"] == pytest.approx(3 * one.extra["generator_machine_share"])
 
 
 def test_merge_orders_by_sequence_and_a_lost_answer_stays_failed() -> None:
@@ -106,15 +109,28 @@ def test_analysis_flags_a_lagging_generator() -> None:
     assert p.passes(10.0)  # the SLO verdict and the validity flag are separate
 
 
-def test_split_sizes_processes_from_the_work_per_request() -> None:
+def test_split_sizes_processes_from_the_cpu_per_request() -> None:
     assert measure.processes_for(1000, 200.0, cap=8) == 1  # 20 % of a core
     assert measure.processes_for(4000, 200.0, cap=8) == 2  # 80 %: two processes of 40 %
-    assert measure.processes_for(20000, 200.0, cap=8) == 7
+    assert measure.processes_for(16000, 200.0, cap=8) == 7  # 3.2 cores at ≤ 50 % each
     assert measure.processes_for(100000, 200.0, cap=8) == 8  # never more than the generator's cores
     assert measure.processes_for(1000, math.nan, cap=8) == 1
-    cfg = measure.PointConfig(processes=0, work_us_per_req=200.0)
+    cfg = measure.PointConfig(processes=0, cpu_us_per_req=200.0)
     assert cfg.processes_at(4000) == min(2, measure.generator_cores())
+    assert measure.PointConfig(processes=0, cpu_us_per_req=200.0, max_processes=4).processes_at(16000) == 4
     assert measure.PointConfig(processes=3).processes_at(10) == 3
+
+
+def test_a_point_is_recorded_typed_with_unknowns_as_null() -> None:
+    p = measure.analyse(_synthetic_run(1000, 9.5, 2.0, 0.9), "x", 1000, 10.0, 2.0)
+    p.extra["server_cpu_us_per_req"] = {"floor-onnx-batching": math.nan}
+    rec = measure.record(p, "x", block=3, seed=4, slo_ms=10.0)
+    assert (rec.target, rec.block, rec.seed, rec.rate, rec.p99_ms) == ("x", 3, 4, 1000, 2.0)
+    assert rec.passes and not rec.valid and rec.guard.reasons == p.invalid
+    assert rec.guard.lag_impact_ms == pytest.approx(0.9) and rec.guard.generator_processes == 1
+    assert rec.server_cpu_us_per_req == {"floor-onnx-batching": None}  # nan is written as null
+    nothing = measure.record(measure.analyse([], "x", 10, 10.0, 1.0), "x", 0, 1, 10.0)
+    assert nothing.p99_ms is None and not nothing.valid and not nothing.passes
 
 
 def test_a_recording_round_trips_through_json() -> None:
@@ -133,3 +149,9 @@ def test_batch_sizes_from_request_headers_count_each_batch_once() -> None:
     assert b["hist"] == pytest.approx({"≤1": 4 / 6, "≤4": 2 / 6})
     assert batch_from_requests(np.zeros(5, dtype=int)) is None
     assert stats.percentile_ms(np.array([]), 99) != stats.percentile_ms(np.array([]), 99)  # nan
+
+
+def test_the_generator_runs_real_time_only_where_the_machine_allows_it() -> None:
+    assert measure.priority_of("normal") == "normal"
+    expected = f"SCHED_RR {measure.REALTIME_PRIORITY}" if measure.realtime_allowed() else "normal"
+    assert measure.priority_of("realtime") == expected

@@ -1,5 +1,6 @@
-"""The GPU report renders from a run's data files (the committed H200 run here), and the one GPU
-command stops with a clear message where there is no CUDA."""
+"""The GPU report renders from a run's data files (the committed H200 run here, and a typed capacity
+run), its findings computed from them, and the one GPU command stops with a clear message where
+there is no CUDA."""
 
 from __future__ import annotations
 
@@ -20,11 +21,41 @@ def test_the_committed_h200_report_renders_from_its_data(tmp_path: Path) -> None
     (folder / "report.md").unlink()
     text = gpu.write(folder).read_text()
     for needle in ("NVIDIA H200", "driver 580.159.04", "CUDA 13.0", "TF Serving: neither the real server",
-                   "| torchscript on cuda:0 | 83 | 97 | 153 |", "at **256 rows**", "at 32 rows it still loses",
-                   "| TorchServe mnist | 3.62 / 130.13 | 4.27 / 7.98 |", "2.4e-07", "inproc.png"):  # fmt: skip
+                   "| torchscript on cuda:0 | 83 | 97 | 153 |", "from 256 rows per forward pass; at 32 rows it still loses",
+                   "| TorchServe mnist | 3.62 / 130.13 (36×) | 4.27 / 7.98 (2×) |", "2.4e-07", "inproc.png",
+                   # "never met p99 ≤ 5 ms", shown from the log's points, and what they cannot show:
+                   "`capacity-slo5.log` (p99 ≤ 5 ms): 0 of 15 points met the SLO, at 16–500 req/s",
+                   "the lowest p99 less its point's send-lag p99 is 4.86 ms, within the SLO",
+                   "| 62 | 4.69 | 6.20 | FAIL | send lag p99 1.34 ms", "QPS@SLO per repeat: 1,037, 844",
+                   "median 3 ms server-side per request", "11.6 log lines per request"):  # fmt: skip
         assert needle in text, needle
     assert (folder / "inproc.png").read_bytes().startswith(b"\x89PNG")
     assert text == (H200 / "report.md").read_text()  # the committed report is what the data renders
+
+
+def test_no_finding_is_written_by_hand() -> None:
+    prov = __import__("json").loads((H200 / "provenance.json").read_text())
+    assert "findings" not in prov and "capacity_note" not in prov  # the report computes them
+    assert not __import__("re").search(r"\d ms", prov["points_note"])  # a note on how it was measured, no figures
+
+
+def test_a_typed_capacity_run_renders_in_the_gpu_report(tmp_path: Path) -> None:
+    from load_tests import results
+    from tests.load_tests.synthetic import capacity_run, simulate
+
+    shutil.copy(H200 / "provenance.json", tmp_path / "provenance.json")
+    run = capacity_run(simulate(max_blocks=4, seed=2)[0])
+    (tmp_path / "capacity").mkdir()
+    results.write(run, tmp_path / "capacity")
+    text = gpu.write(tmp_path).read_text()
+    tf = run.targets["tfserving"]
+    assert tf.qps_at_slo.estimate is not None and tf.qps_at_slo.ci95 is not None
+    assert f"tfserving: QPS@SLO {tf.qps_at_slo.estimate:,.0f} req/s, 95 % CI {tf.qps_at_slo.ci95[0]:,.0f}" in text
+    assert "## Capacity (the project's block runner" in text and "holds" in text
+    assert "## Served, at fixed open-loop rates" in text and "| tfserving | " in text  # its points at the fixed rate
+    r = tf.ratios
+    assert r is not None and r.p50.estimate is not None
+    assert f"tfserving's p50 is {r.p50.estimate:.2f}× its floor's (floor-savedmodel-batching" in text
 
 
 def test_the_crossover_is_where_the_gpu_first_beats_every_cpu_runtime() -> None:

@@ -1,108 +1,128 @@
-"""Seconds of real open-loop load through the capacity runner against the session's stack: the
-method end to end (Poisson sends split across 2 Locust processes, windows, search, repeats, CI,
-verification, guard, breakdown, the floors started and measured beside the servers, report and
-results.json), with a loose SLO so the outcome does not depend on this machine's speed."""
+"""Seconds of real open-loop load through the block runner against the session's stack: the method
+end to end (Poisson sends split across 2 Locust processes sharing one schedule, block 0's climb and
+the blocks after it, the guard, a batching floor and a gRPC floor started and measured beside their
+servers, the typed results.json and the report), with a loose SLO so the outcome does not depend on
+this machine's speed: every point passes, so QPS@SLO is honestly "not estimable" (the knee is
+above the highest rate offered) while the paired latency ratios have intervals."""
 
 from __future__ import annotations
 
-import math
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
-import orjson
+import jsonschema
 import pytest
 
+from load_tests import results
 from tests.conftest import REPO
 
-TARGETS = ("tfserving", "torchserve-grpc", "gateway-torchserve")
-FLOORS = ("floor-savedmodel", "floor-torchscript")  # added by the runner: the floors of TARGETS
-RATES = (30.0, 60.0)  # the search starts at the first and may not go above the second
+TARGETS = ("tfserving", "torchserve-grpc")
+FLOORS = ("floor-savedmodel-batching", "floor-torchscript-grpc")  # added by the runner: the floors they match
+START, FIXED, MAX = 30.0, 40.0, 60.0
+BLOCKS = 3
 
 
 @pytest.fixture(scope="module")
-def results(serving_stack, artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+def run(serving_stack, artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, results.CapacityRun]:
     out = tmp_path_factory.mktemp("capacity")
     env = {**os.environ, **{f"{k.upper()}_PORT": str(v) for k, v in serving_stack.ports.as_dict().items()}}
     # fmt: off
     cmd = [
-        sys.executable, "-m", "load_tests.runs.capacity", "--targets", ",".join(TARGETS), "--repeats", "2",
-        "--slo-ms", "1000", "--start-rate", str(RATES[0]), "--max-rate", str(RATES[1]), "--min-samples", "30",
-        "--min-window-s", "0.4", "--max-windows", "3", "--warmup", "0.2", "--verify-s", "1.2",
-        "--no-calibration", "--processes", "2", "--floor-rate", "40", "--artifacts", str(artifacts),
-        "--out", str(out),
+        sys.executable, "-m", "load_tests.runs.capacity", "--targets", ",".join(TARGETS), "--slo-ms", "1000",
+        "--start-rate", str(START), "--fixed-rate", str(FIXED), "--max-rate", str(MAX), "--knee-steps", "1.0",
+        "--min-blocks", str(BLOCKS), "--max-blocks", str(BLOCKS), "--min-samples", "30", "--min-window-s", "0.4",
+        "--windows", "3", "--warmup", "0.2", "--no-calibration", "--processes", "2", "--resamples", "99",
+        "--artifacts", str(artifacts), "--out", str(out),
     ]
     # fmt: on
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=420)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "using the stack that is already running" in proc.stdout
-    return out, orjson.loads((out / "results.json").read_bytes())
+    assert "block 2 done" in proc.stdout and "QPS@SLO" in proc.stdout  # progress per block
+    return out, results.read(out)
 
 
-def test_capacity_entries_for_every_target(results: tuple[Path, dict[str, Any]]) -> None:
-    _, r = results
-    assert [c["target"] for c in r["capacity"]] == [*TARGETS, *FLOORS]
-    for c in r["capacity"]:
-        assert set(c) >= {"target", "slo_p99_ms", "qps", "ci95", "valid", "repeats"}
-        assert c["slo_p99_ms"] == 1000 and len(c["repeats"]) == 2
-        # Both rates pass a 1 s SLO on any machine, so the search ends at the cap in each repeat.
-        assert c["repeats"] == [RATES[1], RATES[1]] and c["qps"] == RATES[1]
-        assert c["ci95"][0] == pytest.approx(RATES[1]) and isinstance(c["valid"], bool)
+def test_results_json_is_typed_and_carries_what_users_read(run: tuple[Path, results.CapacityRun]) -> None:
+    out, r = run
+    body = json.loads((out / "results.json").read_text())
+    jsonschema.validate(body, json.loads(results.SCHEMA_FILE.read_text()))
+    assert body["schema_version"] == results.SCHEMA_VERSION and isinstance(body["dirty"], bool)
+    assert len(body["commit"]) == 40 and body["dirty"] == bool(body["source"]["changes"])
+    assert list(body["targets"]) == [*TARGETS, *FLOORS]
+    for t in body["targets"].values():  # (a busy machine may invalidate a target's points: the guard's job)
+        assert t["points_total"] >= t["points_valid"] >= 0 and set(t["qps_at_slo"]) >= {"estimate", "ci95"}
+    assert sum(t["points_valid"] for t in body["targets"].values()) > 0
+    assert r.method.stopped == f"--max-blocks {BLOCKS} reached" and len(r.blocks) == BLOCKS
 
 
-def test_every_step_was_measured_open_loop(results: tuple[Path, dict[str, Any]]) -> None:
-    _, r = results
-    for name, searches in r["searches"].items():
-        for s in searches:
-            for p in s["steps"]:
-                e = p["extra"]
-                assert p["failed"] == 0 and p["samples"] > 0, (name, p)
-                assert e["generator_processes"] == 2, (name, e)  # two Locust processes shared the schedule
-                # Poisson arrivals at the offered rate: the answered throughput is near it.
-                assert p["throughput"] == pytest.approx(p["rate"], rel=0.6), (name, p)
-                assert 0 <= e["send_lag_p50_ms"] <= e["send_lag_p99_ms"] < 1000
-                assert 0 < e["generator_core_share"] < 2 and 0 <= e["machine_idle"] <= 1
-                assert 0 <= e["generator_waiting_share"] <= e["generator_core_share"]
-                assert math.isfinite(p["p99_ms"]) and p["p50_ms"] <= p["p99_ms"]
+def test_every_point_was_open_loop_on_two_processes(run: tuple[Path, results.CapacityRun]) -> None:
+    _, r = run
+    assert {p.target for p in r.points} == {*TARGETS, *FLOORS}
+    assert {p.block for p in r.points} == set(range(BLOCKS))
+    for p in r.points:
+        g = p.guard
+        assert p.failed == 0 and p.samples > 0 and p.passes, p
+        assert g.generator_processes == 2, p  # two Locust processes shared the schedule
+        assert p.throughput == pytest.approx(p.rate, rel=0.6), p  # Poisson arrivals at the offered rate
+        assert g.send_lag_p50_ms is not None and g.send_lag_p99_ms is not None
+        assert 0 <= g.send_lag_p50_ms <= g.send_lag_p99_ms < 1000 and g.lag_impact_ms is not None
+        assert g.generator_cpu_share is not None and 0 < g.generator_cpu_share < 2
+        assert p.p50_ms is not None and p.p99_ms is not None and p.p50_ms <= p.p99_ms
+        assert p.rate <= MAX
+    tf = [p for p in r.points if p.target == "tfserving" and p.valid and p.breakdown]
+    assert tf and all(p.breakdown and p.breakdown.total_us for p in tf)  # the servers' own account
+    batched = [p for p in r.points if p.target == "floor-savedmodel-batching" and p.batch]
+    assert batched, "the batching floor reports its batches (X-Batch-Requests)"
 
 
-def test_verification_and_breakdown(results: tuple[Path, dict[str, Any]]) -> None:
-    _, r = results
-    verified = {v["target"]: v for v in r["verify"]}
-    assert set(verified) == {*TARGETS, *FLOORS}
-    for v in verified.values():
-        assert v["failed"] == 0 and v["passes"]
-    tf = verified["tfserving"]["extra"]["breakdown"]
-    assert tf["total_us"] > 0 and 0 <= tf["queue_us"] <= tf["total_us"]
-    assert tf["batch"]["mean"] >= 1 and tf["batch"]["source"] == "processed_batch_size"
-    gw = verified["gateway-torchserve"]["extra"]
-    assert gw["breakdown"]["gateway_us"] > 0 and gw["breakdown"]["total_us"] > 0
-    assert gw["server_cpu_us_per_req"]["gateway"] > 0 and gw["server_cpu_us_per_req"]["torchserve"] > 0
-    assert verified["torchserve-grpc"]["extra"]["breakdown"] is None  # TorchServe times REST only
-    assert verified["floor-torchscript"]["extra"]["server_cpu_us_per_req"]["floor-torchscript"] > 0
-
-
-def test_every_target_is_beside_its_floor(results: tuple[Path, dict[str, Any]]) -> None:
-    out, r = results
-    assert r["floors"] == {"tfserving": "floor-savedmodel", "torchserve-grpc": "floor-torchscript",
-                           "gateway-torchserve": "floor-torchscript"}  # fmt: skip
+def test_block_0_climbs_and_later_blocks_visit_the_fixed_rate(run: tuple[Path, results.CapacityRun]) -> None:
+    _, r = run
     for name in (*TARGETS, *FLOORS):
-        points = r["at_floor_rate"][name]
-        assert len(points) == 2 and all(p["rate"] == 40 and p["failed"] == 0 for p in points), name
-    md = (out / "report.md").read_text()
-    assert "## Each server against its floor" in md
-    row = next(ln for ln in md.splitlines() if ln.startswith("| gateway-torchserve | floor-torchscript |"))
-    assert row.count("×") == 3  # p50, p99 and QPS@SLO ratios, all measured
+        first = sorted(p.rate for p in r.points if p.target == name and p.block == 0)
+        assert first == [START, MAX]  # doubling from the start rate, capped at the highest rate offered
+        for b in range(1, BLOCKS):
+            assert FIXED in {p.rate for p in r.points if p.target == name and p.block == b}
 
 
-def test_report_says_what_ran(results: tuple[Path, dict[str, Any]]) -> None:
-    out, r = results
+def test_a_knee_never_reached_is_not_estimable_and_says_why(run: tuple[Path, results.CapacityRun]) -> None:
+    _, r = run
+    for t in r.targets.values():
+        q = t.qps_at_slo
+        assert q.estimate is None and q.ci95 is None and q.reason
+        valid = [p.rate for p in r.points if p.target == t.name and p.valid]
+        if valid:  # the model-free bracket says as much: the highest valid rate passes, none fails
+            assert "no valid point fails the SLO" in q.reason
+            assert t.fit.highest_pass == max(valid) and t.fit.lowest_fail is None
+
+
+def test_each_server_is_beside_the_floor_it_matches(run: tuple[Path, results.CapacityRun]) -> None:
+    out, r = run
+    assert r.targets["tfserving"].floor == "floor-savedmodel-batching"  # a batching server: the batching floor
+    assert r.targets["torchserve-grpc"].floor == "floor-torchscript-grpc"  # a gRPC route: the gRPC floor
+    cmd = " ".join(r.environment.local_servers["floor-torchscript-batching"])
+    assert "--batch-size" in cmd and "--grpc-port" in cmd
+    for name in TARGETS:
+        ratios = r.targets[name].ratios
+        assert ratios is not None and ratios.rate == FIXED
+        for e in (ratios.p50, ratios.p99):  # paired within the blocks at the fixed rate
+            valid_blocks = len({p.block for p in r.points if p.target == name and p.valid and p.rate == FIXED})
+            if valid_blocks >= 3:
+                assert e.estimate is not None and e.estimate > 0 and e.ci95 is not None
+        assert ratios.qps_at_slo.estimate is None and ratios.qps_at_slo.reason  # neither QPS@SLO is estimable
     md = (out / "report.md").read_text()
-    for needle in ("TF Serving: **", "## QPS@SLO", "| tfserving |", "Generator guard", "## Where the time goes",
-                   "## Environment", "git commit", "capacity.png", "latency_vs_rate.png"):  # fmt: skip
+    assert "## Each server against the floor it matches" in md and "| torchserve-grpc | floor-torchscript-grpc |" in md
+
+
+def test_the_report_says_what_ran(run: tuple[Path, results.CapacityRun]) -> None:
+    out, r = run
+    md = (out / "report.md").read_text()
+    for needle in ("TF Serving: **", "## QPS@SLO", "| tfserving |", "## The generator guard", "## The blocks",
+                   "## Environment", "latency_vs_rate.png", "capacity.png", "2 processes"):  # fmt: skip
         assert needle in md, needle
+    assert ("**Not committed-quality**" in md) == r.dirty
     for png in ("capacity.png", "latency_vs_rate.png"):
         assert (out / png).read_bytes().startswith(b"\x89PNG")
-    assert r["environment"]["tfserving"].startswith(("stand-in", "real"))
+    assert r.environment.tfserving.startswith(("stand-in", "real"))

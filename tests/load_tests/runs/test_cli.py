@@ -21,6 +21,8 @@ def test_list_targets_prints_every_target_one_per_line() -> None:
 
 
 def test_the_bench_line_has_the_promised_shape() -> None:
-    s = {"rate": 1000.0, "send_lag_p50_ms": 0.031, "send_lag_p99_ms": 0.412, "generator_work_share": 0.38,
+    s = {"rate": 1000.0, "send_lag_p50_ms": 0.031, "send_lag_p99_ms": 0.412, "generator_cpu_share": 0.38,
          "processes": 1}  # fmt: skip
     assert line(s) == "rate 1000 req/s: send lag p50 0.031 ms p99 0.412 ms, generator 38 % of a core, 1 process(es)"
+    unknown = {**s, "send_lag_p99_ms": None, "generator_cpu_share": None}  # a rate that recorded nothing
+    assert line(unknown) == "rate 1000 req/s: send lag p50 0.031 ms p99 – ms, generator – % of a core, 1 process(es)"

@@ -1,5 +1,7 @@
-"""What every report records about the run: the machine, the versions, each server's batching, and
-a GPU sampler when a GPU is present."""
+"""What every run records about the machine it ran on: the machine and its state (load, idle,
+clock), the versions, each server's batching, the tree it ran from (commit, and whether it had
+uncommitted changes), and a GPU sampler when a GPU is present. Moved here from reports/: it
+measures; the reports only read what it recorded."""
 
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from load_tests import results
 
 REPO = Path(__file__).resolve().parents[2]
 GPU_SAMPLE_S = 1.0
@@ -83,7 +87,27 @@ def server_settings() -> dict[str, Any]:
     }
 
 
-def environment(gateway_url: str) -> dict[str, Any]:
+def source() -> results.Source:
+    """The tree the run measures: ``git rev-parse HEAD`` and whether ``git status --porcelain`` is empty."""
+    commit, changes = "?", ["git not available"]
+    with contextlib.suppress(Exception):
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True, timeout=30, check=True
+        )
+        changes = status.stdout.splitlines()
+    return results.Source(commit=commit, dirty=bool(changes), changes=changes[:50])
+
+
+def load_average() -> list[str]:
+    return Path("/proc/loadavg").read_text().split()[:3]
+
+
+def environment(gateway_url: str, pinning: str = "") -> results.Environment:
+    """The machine, the versions and the servers' settings (TF Serving's implementation from the
+    gateway's /v1/backends when it answers, else from what is on PATH)."""
     cpu = platform.processor() or "unknown"
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -106,35 +130,50 @@ def environment(gateway_url: str) -> dict[str, Any]:
     backends: list[dict[str, Any]] = []
     with contextlib.suppress(Exception):
         backends = httpx.get(f"{gateway_url}/v1/backends", timeout=5).json()["backends"]
-    tf_impl = next((b.get("implementation", "?") for b in backends if b["name"] == "tfserving"), "?")
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "gpu": gpu,
-        "servers_on": "GPU" if gpu != "none" else "CPU",
-        "tfserving": "stand-in (serving/tfserving_standin)" if tf_impl == "standin" else f"{tf_impl} binary",
-        "versions": {
+    tf_impl = next((b.get("implementation", "?") for b in backends if b["name"] == "tfserving"), None)
+    if tf_impl is None:
+        from serving.native.tfserving import implementation
+
+        tf_impl = implementation()
+    state = machine_state()
+    return results.Environment(
+        cpu=cpu,
+        cores=os.cpu_count() or 1,
+        gpu=gpu,
+        servers_on="GPU" if gpu != "none" else "CPU",
+        tfserving="stand-in (serving/tfserving_standin)" if tf_impl == "standin" else f"{tf_impl} binary",
+        python=platform.python_version(),
+        versions={
             p: _version(p) for p in ("tensorflow", "torch", "torchserve", "onnxruntime", "locust", "fastapi", "aiohttp")
         },
-        "python": platform.python_version(),
-        "tf_batching": _tf_batching(),
-        "server_settings": server_settings(),
-        "torchserve_batching": torchserve_batching(),
-        "backends": backends,
-        **machine_state(),
-    }
+        tf_batching=_tf_batching(),
+        torchserve_batching=torchserve_batching(),
+        pinning=pinning,
+        load_avg_before=state["load_avg_before"],
+        load_avg_after=[],
+        cpu_mhz=state.get("cpu_mhz"),
+        server_settings={**server_settings(), "backends": backends},
+    )
+
+
+def environment_dict(gateway_url: str) -> dict[str, Any]:
+    """``environment`` as the untyped dict the sweep and matrix reports read (with git_commit)."""
+    import dataclasses
+
+    env = dataclasses.asdict(environment(gateway_url))
+    env.update(machine_state())
+    env["backends"] = env["server_settings"].pop("backends", [])
+    return env
 
 
 def machine_state() -> dict[str, Any]:
-    """What else the machine was doing, and what it is: recorded with every capacity report."""
-    state: dict[str, Any] = {"load_avg_before": Path("/proc/loadavg").read_text().split()[:3]}
+    """What else the machine was doing, and what it is, now; and the commit (short) and whether the
+    tree had changes."""
+    state: dict[str, Any] = {"load_avg_before": load_average()}
     with contextlib.suppress(OSError):
         mhz = [float(ln.split(":")[1]) for ln in Path("/proc/cpuinfo").read_text().splitlines() if "cpu MHz" in ln]
         state["cpu_mhz"] = round(sum(mhz) / len(mhz)) if mhz else None
-    with contextlib.suppress(Exception):
-        state["git_commit"] = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True, timeout=10)
-        state["git_dirty"] = bool(dirty.stdout.strip())
+    src = source()
+    state["git_commit"] = src.commit[:12]
+    state["git_dirty"] = src.dirty
     return state
