@@ -92,3 +92,19 @@ def test_a_canary_split_is_weighted_and_sticky_per_client(tf: str) -> None:
         assert r.status_code == 404  # not loaded
         assert httpx.delete(f"{gw}/v1/backends/tfserving/canary", headers=admin).status_code == 200
         assert {_version(gw, f"k{i}") for i in range(clients)} == {"1"}
+
+
+def test_only_an_admin_key_changes_a_canary(tf: str) -> None:
+    body = {"version": "2", "percent": 10}
+    with gateway(tfserving_url=tf, api_keys="ops:k-ops,app:k-app") as gw:
+        url = f"{gw}/v1/backends/tfserving/canary"
+        r = httpx.put(url, json=body, headers={"X-API-Key": "k-app"})
+        assert r.status_code == 403 and r.json()["error"]["type"] == "forbidden"
+        assert httpx.delete(url, headers={"X-API-Key": "k-app"}).status_code == 403
+        assert httpx.put(url, json=body, headers={"X-API-Key": "k-ops"}).status_code == 200  # the first key's
+    with gateway(tfserving_url=tf, api_keys="ops:k-ops,app:k-app", admin_keys="app") as gw:
+        url = f"{gw}/v1/backends/tfserving/canary"
+        assert httpx.put(url, json=body, headers={"X-API-Key": "k-ops"}).status_code == 403
+        assert httpx.put(url, json=body, headers={"X-API-Key": "k-app"}).status_code == 200
+    with gateway(tfserving_url=tf) as gw:  # the API open: from this machine (the test's client is on loopback)
+        assert httpx.put(f"{gw}/v1/backends/tfserving/canary", json=body).status_code == 200

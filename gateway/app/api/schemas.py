@@ -286,6 +286,7 @@ def errors(*statuses: int, v2: bool = False) -> dict[int | str, dict[str, Any]]:
     what = {
         400: "bad JSON, an unknown backend or an invalid header",
         401: "an API key is required (when GATEWAY_API_KEYS is set)",
+        403: "this key may not change routing (GATEWAY_ADMIN_KEYS)",
         404: "no such model or model version",
         413: "the body, image or row count is over its limit",
         415: "wrong Content-Type, or a file that is not a supported image",

@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     api_keys: str = ""
     # Refuse to start without a key (Kubernetes sets it: a missing Secret must not open the API).
     require_api_keys: bool = False
+    # Names of the keys that may change routing (canary splits); empty: the first key's. With the
+    # API open, only a client on this machine (loopback) may.
+    admin_keys: str = ""
     # Image uploads are decoded on this many threads off the event loop; more waiting than
     # image_decode_queue are refused with 503 at once.
     image_decode_threads: int = Field(1, ge=1)
@@ -148,6 +151,11 @@ class Settings(BaseSettings):
             name, sep, key = entry.rpartition(":")
             out[key if sep else entry] = name if sep else f"key-{i + 1}"
         return out
+
+    @property
+    def admin_names(self) -> frozenset[str]:
+        named = frozenset(n.strip() for n in self.admin_keys.split(",") if n.strip())
+        return named or frozenset(list(self.api_key_names.values())[:1])
 
     @property
     def api_key_set(self) -> frozenset[str]:
