@@ -222,6 +222,11 @@ class DataPlane:
         return False
 
     @property
+    def needs_principal(self) -> bool:
+        """Who asks matters: fair shares are enforced, or a canary splits clients."""
+        return self.shares_enforced or bool(self.canaries)
+
+    @property
     def names(self) -> list[str]:
         return list(self.clients)
 

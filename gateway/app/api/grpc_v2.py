@@ -95,7 +95,7 @@ class InferenceService:
             self.settings.default_timeout_ms / 1e3 if left is None else min(left, self.settings.max_timeout_ms / 1e3)
         )
         budget = Budget(time.monotonic() + seconds, client=left is not None)
-        principal = principal if self.dp.shares_enforced else ""
+        principal = principal if self.dp.needs_principal else ""
         self.dp.precheck(backend, principal)
         decoded = v2.decode_grpc(request, self.settings.max_rows)
         result = await self.dp.infer(

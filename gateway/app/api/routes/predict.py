@@ -44,7 +44,7 @@ async def predict(incoming: Incoming) -> dict[str, Any]:
     dp, settings = dataplane_of(incoming), settings_of(incoming)
     backend = dp.check_backend(params["backend"])
     budget = budget_of(incoming.headers, settings)
-    principal = principal_of(incoming) if dp.shares_enforced else ""
+    principal = principal_of(incoming) if dp.needs_principal else ""
     dp.precheck(backend, principal)  # before the body is read
     rows = await json_rows(incoming, settings)
     version = params["version"] or None
@@ -60,7 +60,7 @@ async def predict_image(incoming: Incoming) -> dict[str, Any]:
     backend = dp.check_backend(params["backend"])
     include_input = boolean("include_input", params["include_input"])
     budget = budget_of(incoming.headers, settings)
-    principal = principal_of(incoming) if dp.shares_enforced else ""
+    principal = principal_of(incoming) if dp.needs_principal else ""
     dp.precheck(backend, principal)  # before the upload is read and decoded
     image = await image_row(incoming, settings, incoming.scope["app"].state.image_decoder)
     version = params["version"] or None

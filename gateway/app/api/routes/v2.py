@@ -53,7 +53,7 @@ async def infer(incoming: Incoming) -> tuple[bytes, dict[str, str]]:
     dp, settings = dataplane_of(incoming), settings_of(incoming)
     name, backend, version = _model(incoming)
     budget = budget_of(incoming.headers, settings)
-    principal = principal_of(incoming) if dp.shares_enforced else ""
+    principal = principal_of(incoming) if dp.needs_principal else ""
     dp.precheck(backend, principal)  # before the body is read
     body = await incoming.body(settings.max_body_bytes)
     request = v2.decode_rest(body, incoming.headers.get(v2.HEADER_LENGTH), settings.max_rows)
