@@ -11,7 +11,7 @@ TRAIN_ARGS ?=
 SERVERS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup train test test-containers lint serve serve-models mar bench-servers bench-tuning bench-gateway bench-overload bench-validation bench-generator gpu-report load load-sweep load-chaos load-matrix locust-ui up up-gpu up-offline load-compose down k8s-render deploy k8s-images k8s-config k8s-load clean
+.PHONY: help setup train test test-containers lint serve serve-models mar rollout bench-servers bench-tuning bench-gateway bench-overload bench-validation bench-generator gpu-report load load-sweep load-chaos load-matrix locust-ui up up-gpu up-offline load-compose down k8s-render deploy k8s-images k8s-config k8s-load clean
 
 help: ## list these targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ \
@@ -52,6 +52,9 @@ mar: $(ARTIFACTS)/manifest.json ## rebuild every version's TorchServe archives (
 
 serve: $(ARTIFACTS)/manifest.json ## run the whole stack natively until Ctrl-C: both model servers and the gateway on :8000 (trains first if needed; ~1 min to start); SERVERS=torchserve runs a subset
 	$(PY) -m serving.native --artifacts $(ARTIFACTS) $(if $(SERVERS),--servers $(SERVERS))
+
+rollout: $(STAMP) ## ship model VERSION to both running servers with no failed request: load it beside the version serving, check it against the manifest's held-out check, switch, unload the old one after it drained (an older VERSION rolls back; a bad one is refused); CANARY=PCT sends PCT % of clients to it and keeps the old one, ROLLOUT_ARGS=--promote or --rollback ends the canary, ROLLOUT_ARGS=--compose acts on the compose stack (docs/rollout.md)
+	$(PY) -m serving.rollout $(if $(filter-out file,$(origin VERSION)),--version $(VERSION)) $(if $(CANARY),--canary $(CANARY)) $(ROLLOUT_ARGS)
 
 bench-servers: $(ARTIFACTS)/manifest.json ## benchmark each server hit directly: p50/p99 and req/s at 1, 8 and 32 users (~3 min)
 	$(PY) -m benchmarks.servers --artifacts $(ARTIFACTS)

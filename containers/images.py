@@ -33,6 +33,7 @@ OVERLAYS = {  # overlay name -> (kustomization folder, GPU images?)
     "gpu-operator": (K8S / "overlays" / "gpu", True),  # sets no images of its own: it builds on gpu's
     "kserve-gpu": (K8S / "kserve-gpu", True),
     "kserve": (K8S / "kserve", False),
+    "kserve-canary": (K8S / "overlays" / "kserve-canary", False),
     "load-test": (K8S / "load-test", False),
 }
 TFSERVING_GPU_IMAGE = "tensorflow/serving:2.20.0-gpu"

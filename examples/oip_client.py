@@ -24,7 +24,7 @@ GRPC = os.environ.get("GATEWAY_GRPC", "127.0.0.1:8001")
 SAMPLE = Path(__file__).resolve().parents[1] / "load_tests" / "data" / "mnist_test_sample.npz"
 
 
-def infer(client: httpclient.InferenceServerClient | grpcclient.InferenceServerClient, module, model: str,  # type: ignore[no-untyped-def]
+def infer(client: httpclient.InferenceServerClient | grpcclient.InferenceServerClient, module, model: str,
           rows: np.ndarray) -> tuple[list[int], list[bool], str]:  # fmt: skip
     """Rows of 784 floats in [0, 1] (FP32) in; labels, uncertain flags and the answering version out."""
     pixels = module.InferInput("pixels", list(rows.shape), "FP32")

@@ -60,3 +60,9 @@ K8S_NAMESPACE: Final = "mnist-serving"
 # shapes, a cat...), then measured on the reported ones for both models: false alarms on real
 # digits and detections of non-digits, `python -m training.uncertainty` (docs/training.md#uncertain-answers).
 UNCERTAIN_BELOW: Final = 0.75
+
+# How often the gateway re-reads each backend's versions, labels and default version (its status
+# loop): after a rollout switches a server's default, new requests go to the new version within
+# about this (plus one status call). serving/rollout waits longer than that, plus a request's
+# budget, before it unloads the old version.
+GATEWAY_VERSION_REFRESH_S: Final = 0.5

@@ -70,12 +70,18 @@ _TS_GPU = {
     "TS_NUMBER_OF_GPU": "1",  # TorchServe counts GPUs with nvidia-smi, which some hosts keep off the PATH
     "CUDA_CACHE_PATH": "/tmp/cuda-cache",  # writable (the root file system is read-only): no PTX recompiles
 }
+# Where `make rollout` runs (natively, compose) it registers a new version beside the one serving,
+# switches the default and unregisters the old one through the management API (serving/rollout), so
+# the model API is on there (config.properties keeps it off). Its port is on 127.0.0.1 natively and
+# published on 127.0.0.1 only in compose. On Kubernetes it stays off: a version ships as a new image
+# by a Deployment's rolling update, and the management API listens on the pod's loopback only.
+_TS_ROLLOUT = {"TS_ENABLE_MODEL_API": "true"}
 
 TORCHSERVE: Mapping[Environment, TorchServeSettings] = MappingProxyType(
     {
-        Environment.NATIVE: TorchServeSettings(_frozen(_TS_CPU)),
-        Environment.COMPOSE: TorchServeSettings(_frozen(_TS_CPU)),
-        Environment.COMPOSE_GPU: TorchServeSettings(_frozen(_TS_GPU)),
+        Environment.NATIVE: TorchServeSettings(_frozen({**_TS_CPU, **_TS_ROLLOUT})),
+        Environment.COMPOSE: TorchServeSettings(_frozen({**_TS_CPU, **_TS_ROLLOUT})),
+        Environment.COMPOSE_GPU: TorchServeSettings(_frozen({**_TS_GPU, **_TS_ROLLOUT})),
         Environment.KUBERNETES: TorchServeSettings(_frozen(_TS_CPU)),
         Environment.KUBERNETES_GPU: TorchServeSettings(_frozen(_TS_GPU)),
     }
@@ -89,7 +95,17 @@ TORCHSERVE: Mapping[Environment, TorchServeSettings] = MappingProxyType(
 #   batching (batching.config, num_batch_threads 1) is what runs batches in parallel.
 # - REST threads 2 per CPU: a REST call's JSON parsing runs on them, beside the batch thread.
 # - model warm-up on (the SavedModel carries tf_serving_warmup_requests: the first call is warm).
-# - in containers the model files never change: poll the file system once (0) instead of every second.
+# - where `make rollout` runs (natively, compose) the file system is polled every second (the
+#   default): a reloaded config (ModelService.HandleReloadConfigRequest) only changes the source's
+#   policy, and the new version loads at the next poll; with 0 it never would. On Kubernetes a
+#   version ships as a new image, the files never change: poll once (0).
+# - there, a version that fails to load is not retried (max_num_load_retries 0; the default retries
+#   5 times a minute apart): the rollout sees it END with its error at once, refuses it, and the
+#   version serving now never stopped. Retry by running the rollout again.
+# - natively the runner's models.config names the version it serves and labels it `stable` from the
+#   start, which the real server refuses at start-up (no version is AVAILABLE yet) unless
+#   allow_version_labels_for_unavailable_models; moving an existing label still needs its version
+#   AVAILABLE (tensorflow_serving/model_servers/server_core.cc).
 _TF_COMMON = {"enable_model_warmup": "true"}
 _TF_CPU = {
     **_TF_COMMON,
@@ -104,6 +120,8 @@ _TF_GPU = {
     "rest_api_num_threads": "8",
 }
 _TF_FIXED_FILES = {"file_system_poll_wait_seconds": "0"}
+_TF_ROLLOUT = {"max_num_load_retries": "0"}
+_TF_NATIVE = {**_TF_CPU, **_TF_ROLLOUT, "allow_version_labels_for_unavailable_models": "true"}
 _TF_GPU_ENV = {
     "REQUIRE_GPU": "1",
     "TF_FORCE_GPU_ALLOW_GROWTH": "true",  # else TF reserves nearly all GPU memory at load
@@ -113,10 +131,9 @@ _TF_GPU_ENV = {
 
 TFSERVING: Mapping[Environment, TFServingSettings] = MappingProxyType(
     {
-        # Natively `make train VERSION=N` adds a version while the server runs: keep polling for it.
-        Environment.NATIVE: TFServingSettings(_frozen(_TF_CPU)),
-        Environment.COMPOSE: TFServingSettings(_frozen({**_TF_CPU, **_TF_FIXED_FILES})),
-        Environment.COMPOSE_GPU: TFServingSettings(_frozen({**_TF_GPU, **_TF_FIXED_FILES}), _frozen(_TF_GPU_ENV)),
+        Environment.NATIVE: TFServingSettings(_frozen(_TF_NATIVE)),
+        Environment.COMPOSE: TFServingSettings(_frozen({**_TF_CPU, **_TF_ROLLOUT})),
+        Environment.COMPOSE_GPU: TFServingSettings(_frozen({**_TF_GPU, **_TF_ROLLOUT}), _frozen(_TF_GPU_ENV)),
         Environment.KUBERNETES: TFServingSettings(_frozen({**_TF_CPU, **_TF_FIXED_FILES})),
         Environment.KUBERNETES_GPU: TFServingSettings(_frozen({**_TF_GPU, **_TF_FIXED_FILES}), _frozen(_TF_GPU_ENV)),
     }

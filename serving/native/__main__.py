@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from serving.native.process import StartError
+from serving.native.run import CURRENT, point_current_at
 from serving.native.stack import SERVERS, ServingStack
 from serving.native.supervisor import RestartPolicy
 
@@ -50,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         what = ", ".join(names[s] for s in stack.servers) + ("" if args.no_gateway else " and the gateway")
         print(f"starting {what}; logs in {run_dir}", flush=True)
         stack.start()
+        if run_dir.resolve().parent == CURRENT.parent.resolve():
+            point_current_at(run_dir)  # `make rollout` finds this stack through run/current
     except StartError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -13,6 +13,7 @@ from mnist_serving.ports import local_address, local_url
 from mnist_serving.spec import ONNX_MODEL_NAME, TF_MODEL_NAME, TORCH_MODEL_NAME
 from serving.native import gateway, tfserving, torchserve
 from serving.native.process import ManagedProcess, StartError, check_ports_free, stop_all
+from serving.native.run import NativeRun
 from serving.native.settings import ServingPorts
 from serving.native.supervisor import Health, Notify, RestartPolicy, Supervisor
 
@@ -37,6 +38,7 @@ class ServingStack:
     tf_implementation: str = field(default_factory=tfserving.implementation)
     with_gateway: bool = False
     servers: tuple[str, ...] = SERVERS  # a subset runs those alone (TorchServe on a GPU box with no TF)
+    version: int | None = None  # the model version both servers start with (None: the newest good one)
 
     def __post_init__(self) -> None:
         # Absolute: TorchServe runs with the run folder as cwd and rejects a relative TEMP.
@@ -50,10 +52,11 @@ class ServingStack:
             raise StartError(f"no trained models in {self.artifacts}: run `make train` first")
         check_ports_free(self.owned_ports(*self.servers, *(["gateway"] if self.with_gateway else [])))
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        v = self.version
         launchers = {
-            "tfserving": (lambda: tfserving.launcher(self.artifacts, self.run_dir, self.ports),
+            "tfserving": (lambda: tfserving.launcher(self.artifacts, self.run_dir, self.ports, version=v),
                           lambda: tfserving.ready(self.ports), TFSERVING_READY_TIMEOUT_S),
-            "torchserve": (lambda: torchserve.launcher(self.artifacts, self.run_dir, self.ports),
+            "torchserve": (lambda: torchserve.launcher(self.artifacts, self.run_dir, self.ports, version=v),
                            lambda: torchserve.ready(self.ports), TORCHSERVE_READY_TIMEOUT_S),
         }  # fmt: skip
         try:
@@ -76,9 +79,14 @@ class ServingStack:
                 gw.start()
                 self.processes.append(gw)
                 gw.wait_until(self.readiness[gw.name], GATEWAY_READY_TIMEOUT_S)
+            self.info().save()
         except BaseException:
             self.stop()
             raise
+
+    def info(self) -> NativeRun:
+        """What the rollout needs to act on this stack (serving/native/run.py)."""
+        return NativeRun(self.run_dir, self.artifacts, self.ports, self.servers, self.with_gateway)
 
     def supervisor(self, policy: RestartPolicy | None = None, notify: Notify = print) -> Supervisor:
         """A supervisor that restarts any of this stack's processes when it crashes, hangs (stops

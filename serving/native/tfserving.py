@@ -10,11 +10,12 @@ from pathlib import Path
 import httpx
 
 from mnist_serving.ports import local_url
-from mnist_serving.spec import TF_MODEL_NAME
+from mnist_serving.spec import STABLE_LABEL, TF_MODEL_NAME
 from serving.environments import Environment
 from serving.native.process import ManagedProcess
 from serving.native.settings import SERVING, ServingPorts
 from serving.tfserving import config
+from serving.torchserve.build_mar import latest_version
 
 REAL_BINARY = config.BINARY
 
@@ -23,13 +24,30 @@ def implementation() -> str:
     return "real" if shutil.which(REAL_BINARY) else "standin"
 
 
-def launcher(artifacts: Path, run_dir: Path, ports: ServingPorts, batching: Path | None = None) -> ManagedProcess:
-    """``batching``: another BatchingParameters file (the load sweep's); default the shared one."""
+def model_config_path(run_dir: Path) -> Path:
+    """The run's models.config: what the server reads at start (a rollout rewrites it)."""
+    return run_dir / "models.config"
+
+
+def model_base(artifacts: Path) -> Path:
+    return artifacts.resolve() / "tfserving" / TF_MODEL_NAME
+
+
+def launcher(
+    artifacts: Path, run_dir: Path, ports: ServingPorts, batching: Path | None = None, version: int | None = None
+) -> ManagedProcess:
+    """Serves ``version`` (default: the manifest's newest good one), labelled ``stable``, and no other
+    (a `specific` policy: a version trained meanwhile, or a bad one, is loaded only by a rollout).
+    ``batching``: another BatchingParameters file (the load sweep's); default the shared one."""
+    served = version or latest_version(artifacts)
+    models = config.write_model_config(
+        model_base(artifacts), model_config_path(run_dir), versions=[served], labels={STABLE_LABEL: served}
+    )
     flags = config.argv(
         Environment.NATIVE,
         grpc_port=ports.tfserving_grpc,
         rest_port=ports.tfserving_rest,
-        model_config=str(config.write_model_config(artifacts / "tfserving" / TF_MODEL_NAME, run_dir / "models.config")),
+        model_config=str(models),
         batching_file=str(batching or config.CONFIG_DIR / "batching.config"),
         monitoring=str(config.CONFIG_DIR / "monitoring.config"),
     )

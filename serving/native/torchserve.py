@@ -12,9 +12,10 @@ from mnist_serving.ports import local_url
 from serving.environments import TORCHSERVE, Environment
 from serving.native.process import ManagedProcess
 from serving.native.settings import ServingPorts
-from serving.torchserve.build_mar import build
+from serving.torchserve.build_mar import build_versioned, latest_version
 from serving.torchserve.config import CONFIG, LOG_CONFIG, torchserve_argv, write_config
 from serving.torchserve.ready import MODELS, all_ready, warm_frontend
+from training.manifest import Manifest
 
 
 def launcher(
@@ -26,13 +27,17 @@ def launcher(
     log_config: Path | None = LOG_CONFIG,
     env_overrides: Mapping[str, str] | None = None,
 ) -> ManagedProcess:
-    """``config_source``: another config.properties (the load sweep's); default the shared one.
+    """Serves ``version`` (default: the manifest's newest good one) from a model store of this run
+    holding every good version's archives (``mnist-vN.mar``, built now with the current handler), so
+    a rollout registers any of them beside it (serving/rollout builds one trained later into it).
+    ``config_source``: another config.properties (the load sweep's); default the shared one.
     ``log_config`` None: TorchServe's own logging (the tuning benchmark's "before").
     ``env_overrides``: on top of the native environment's settings (serving/environments.py)."""
-    store = run_dir / "model-store"
-    build(artifacts, store, version)
-    built_version = int((store / "VERSION").read_text())
-    config = write_config(run_dir / "config.properties", store, built_version, config_source or CONFIG)
+    store = model_store(run_dir)
+    served = version or latest_version(artifacts)
+    for v in sorted({*Manifest.load(artifacts).good_versions, served}):
+        build_versioned(artifacts, store, v)
+    config = write_config(config_path(run_dir), store, served, config_source or CONFIG)
     tmp = run_dir / "tmp"  # TorchServe's pid file and unpacked archives stay in the run folder
     tmp.mkdir(parents=True, exist_ok=True)
     env = {
@@ -50,6 +55,15 @@ def launcher(
     }
     argv = torchserve_argv(config, store, log_config)
     return ManagedProcess("torchserve", argv, run_dir / "torchserve.log", env=env, cwd=run_dir)
+
+
+def model_store(run_dir: Path) -> Path:
+    return run_dir / "model-store"
+
+
+def config_path(run_dir: Path) -> Path:
+    """The run's config.properties: what a restart loads (a rollout rewrites it)."""
+    return run_dir / "config.properties"
 
 
 def describe(ports: ServingPorts, name: str, timeout: float = 2.0) -> list[dict[str, Any]] | None:

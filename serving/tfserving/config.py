@@ -2,12 +2,13 @@
 
 The shipped files (``models.config``, ``batching.config``, ``monitoring.config`` beside this module)
 are read and changed only here: ``batching`` reads the batching parameters, ``write_batching``
-writes a changed copy (the load sweep's), ``write_model_config`` points ``base_path`` at a native
-checkout's artifacts. ``argv`` is ``tensorflow_model_server``'s command line for an environment
-(serving/environments.py adds the environment's flags to the ports and files here), and
-``READY_COMMAND`` is the one readiness check. The image has no Python (the real server's), so the
-containers state these as JSON in their Dockerfile, compose files and manifests;
-tests/serving/test_environments.py fails when one differs from what this module renders.
+writes a changed copy (the load sweep's), ``model_server_config`` / ``write_model_config`` give
+the model config with its ``base_path``, versions and labels (a native run's, a rollout's).
+``argv`` is ``tensorflow_model_server``'s command line for an environment (serving/environments.py
+adds the environment's flags to the ports and files here), and ``READY_COMMAND`` is the one
+readiness check. The image has no Python (the real server's), so the containers state these as JSON
+in their Dockerfile, compose files and manifests; tests/serving/test_environments.py fails when one
+differs from what this module renders.
 """
 
 from __future__ import annotations
@@ -16,12 +17,16 @@ import argparse
 import json
 import re
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from google.protobuf import text_format
 
 from mnist_serving.ports import TFSERVING_GRPC, TFSERVING_REST
 from mnist_serving.spec import TF_MODEL_NAME
 from serving.environments import TFSERVING, Environment
+from serving.tfserving import messages
 
 CONFIG_DIR = Path(__file__).resolve().parent
 FILES = ("models.config", "batching.config", "monitoring.config")
@@ -75,13 +80,62 @@ def batching_summary(source: Path = CONFIG_DIR / "batching.config") -> str:
     return " ".join(f"{name} {{ value: {json.dumps(v)} }}" for name, v in batching(source).items())
 
 
-def write_model_config(model_base: Path, out: Path) -> Path:
-    """The shipped models.config with ``base_path`` pointed at ``model_base`` (a native checkout)."""
-    text = (CONFIG_DIR / "models.config").read_text()
-    text, n = re.subn(r'base_path:\s*"[^"]*"', f'base_path: "{model_base.resolve()}"', text)
-    if n != 1:
-        raise ValueError("models.config must have exactly one base_path")
-    out.write_text(text)
+def model_server_config(
+    base_path: str,
+    versions: Sequence[int] | None = None,
+    labels: Mapping[str, int] | None = None,
+    source: Path = CONFIG_DIR / "models.config",
+) -> Any:
+    """The shipped models.config as a ``ModelServerConfig`` (serving/tfserving/messages.py) with
+    ``base_path`` set and, when given, the ``specific`` versions served and the labels (all of them:
+    labels not named are dropped)."""
+    config = read_model_config(source)
+    (model,) = config.model_config_list.config
+    model.base_path = base_path
+    if versions is not None:
+        if not versions:
+            raise ValueError("a model needs at least one version")
+        model.model_version_policy.Clear()
+        model.model_version_policy.specific.versions.extend(sorted(set(versions)))
+    if labels is not None:
+        model.version_labels.clear()
+        for label, version in labels.items():
+            model.version_labels[label] = version
+    return config
+
+
+def read_model_config(path: Path) -> Any:
+    return text_format.Parse(path.read_text(), messages.ModelServerConfig())
+
+
+def served(config: Any) -> tuple[list[int] | None, dict[str, int]]:
+    """A config's ``specific`` versions (None under another policy) and its labels."""
+    (model,) = config.model_config_list.config
+    policy = model.model_version_policy
+    specific = policy.WhichOneof("policy_choice") == "specific"
+    return (sorted(policy.specific.versions) if specific else None), dict(model.version_labels)
+
+
+MODEL_CONFIG_HEADER = (
+    "# TensorFlow Serving model config, written by serving/tfserving/config.py from the shipped\n"
+    "# serving/tfserving/models.config (a rollout rewrites it: serving/rollout).\n"
+)
+
+
+def render_model_config(config: Any) -> str:
+    return MODEL_CONFIG_HEADER + text_format.MessageToString(config)
+
+
+def write_model_config(
+    model_base: Path, out: Path, versions: Sequence[int] | None = None, labels: Mapping[str, int] | None = None
+) -> Path:
+    """models.config for a native run: ``base_path`` at ``model_base``, and ``versions`` and
+    ``labels`` as ``model_server_config`` sets them. Written whole or not at all (a server polling
+    the file never reads half of it)."""
+    text = render_model_config(model_server_config(str(model_base.resolve()), versions, labels))
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(out)
     return out
 
 

@@ -6,10 +6,15 @@
         --monitoring_config_file=serving/tfserving/monitoring.config
 
 Honoured as the real server does: the ports, the three config files, --enable_batching,
---enable_model_warmup (the SavedModel's warmup records are replayed before serving) and
---tensorflow_intra_op_parallelism / --tensorflow_inter_op_parallelism (the session's thread pools).
+--enable_model_warmup (the SavedModel's warmup records are replayed before serving),
+--tensorflow_intra_op_parallelism / --tensorflow_inter_op_parallelism (the session's thread pools),
+and the version lifecycle (manager.py): --file_system_poll_wait_seconds (new versions on disk, and
+a reloaded policy, take effect at the next poll; 0 polls once at start),
+--model_config_file_poll_wait_seconds (re-read the config file and reload it when it changed),
+--allow_version_labels_for_unavailable_models, --max_num_load_retries and
+--load_retry_interval_micros; ``ModelService.HandleReloadConfigRequest`` reloads a config over gRPC.
 Accepted and ignored, named in a start-up warning when given: IGNORED_FLAGS (REST runs on one event
-loop, so --rest_api_num_threads has nothing to size; the model files are read once at start).
+loop, so --rest_api_num_threads has nothing to size).
 """
 
 from __future__ import annotations
@@ -21,9 +26,14 @@ import os
 import signal
 import socket
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mnist_serving.ports import TFSERVING_GRPC
 from serving.tfserving_standin import BANNER
+
+if TYPE_CHECKING:
+    from serving.tfserving_standin.manager import ModelManager
 
 log = logging.getLogger("tfserving_standin")
 
@@ -32,13 +42,10 @@ log = logging.getLogger("tfserving_standin")
 IGNORED_FLAGS = (
     "rest_api_num_threads",
     "grpc_max_threads",
-    "file_system_poll_wait_seconds",
-    "model_config_file_poll_wait_seconds",
     "rest_api_timeout_in_ms",
     "tensorflow_session_parallelism",
     "grpc_channel_arguments",
     "enable_model_warmup_dry_run",
-    "allow_version_labels_for_unavailable_models",
     "per_process_gpu_memory_fraction",
 )
 
@@ -66,6 +73,12 @@ def parse_flags(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--enable_model_warmup", type=_bool, nargs="?", const=True, default=True)
     p.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0)
     p.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0)
+    # The version lifecycle, with tensorflow_model_server's defaults.
+    p.add_argument("--file_system_poll_wait_seconds", type=int, default=1)
+    p.add_argument("--model_config_file_poll_wait_seconds", type=int, default=0)
+    p.add_argument("--allow_version_labels_for_unavailable_models", type=_bool, nargs="?", const=True, default=False)
+    p.add_argument("--max_num_load_retries", type=int, default=5)
+    p.add_argument("--load_retry_interval_micros", type=int, default=60_000_000)
     # Not a real-server flag: the real binary binds every interface; the stand-in binds loopback natively.
     p.add_argument("--bind_address", default=os.environ.get("TFSERVING_STANDIN_HOST", "127.0.0.1"))
     for name in IGNORED_FLAGS:
@@ -86,11 +99,13 @@ async def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from serving.tfserving_standin import configs
+    from serving.tfserving_standin.errors import ServingError
     from serving.tfserving_standin.grpc_api import add_services
-    from serving.tfserving_standin.manager import ModelManager
+    from serving.tfserving_standin.manager import Lifecycle, ModelManager
     from serving.tfserving_standin.rest import build_app
 
     require_gpu()
+    config_text = Path(args.model_config_file).read_text() if args.model_config_file else ""
     model_config = (
         configs.load_model_config(args.model_config_file)
         if args.model_config_file
@@ -98,9 +113,26 @@ async def serve(args: argparse.Namespace) -> None:
     )
     batching = configs.load_batching(args.batching_parameters_file) if args.enable_batching else None
     metrics_path = configs.load_monitoring(args.monitoring_config_file)
-    manager = ModelManager(batching, args.tensorflow_intra_op_parallelism, args.tensorflow_inter_op_parallelism)
-    manager.load(model_config, warmup=args.enable_model_warmup)
+    lifecycle = Lifecycle(
+        warmup=args.enable_model_warmup,
+        file_system_poll_wait_s=args.file_system_poll_wait_seconds,
+        max_num_load_retries=args.max_num_load_retries,
+        load_retry_interval_s=max(0, args.load_retry_interval_micros) / 1e6,
+        allow_version_labels_for_unavailable_models=args.allow_version_labels_for_unavailable_models,
+    )
+    manager = ModelManager(
+        batching, args.tensorflow_intra_op_parallelism, args.tensorflow_inter_op_parallelism, lifecycle
+    )
+    try:
+        await manager.start(model_config)
+    except ServingError as exc:  # a label on a version that is not AVAILABLE, a bad platform ...
+        raise ValueError(exc.message) from exc
     log.info("batching: %s", batching if batching else "off")
+    config_poll = None
+    if args.model_config_file and args.model_config_file_poll_wait_seconds > 0:
+        config_poll = asyncio.create_task(
+            poll_config_file(manager, args.model_config_file, args.model_config_file_poll_wait_seconds, config_text)
+        )
 
     grpc_server = grpc.aio.server()
     add_services(grpc_server, manager)
@@ -132,7 +164,32 @@ async def serve(args: argparse.Namespace) -> None:
         rest.should_exit = True
         await rest_task
     await grpc_server.stop(grace=1)
+    if config_poll is not None:
+        config_poll.cancel()
     manager.close()
+
+
+async def poll_config_file(manager: ModelManager, path: str, every_s: float, last: str) -> None:
+    """--model_config_file_poll_wait_seconds: reload the config file whenever its text differs from
+    ``last`` (what the server runs); a file that does not parse, or a reload that is refused, is
+    logged and the running config kept."""
+    from pathlib import Path
+
+    from serving.tfserving_standin import configs
+    from serving.tfserving_standin.errors import ServingError
+
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            text = Path(path).read_text()
+            if text == last:
+                continue
+            last = text
+            await manager.reload(configs.load_model_config(path))
+        except (OSError, configs.ConfigError) as exc:
+            log.error("model config file not reloaded: %s", exc)
+        except ServingError as exc:
+            log.error("model config file not reloaded: %s", exc.message)
 
 
 def require_gpu() -> None:

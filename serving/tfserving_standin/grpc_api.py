@@ -1,7 +1,9 @@
-"""gRPC: PredictionService (Predict, GetModelMetadata) and ModelService (GetModelStatus)."""
+"""gRPC: PredictionService (Predict, GetModelMetadata) and ModelService (GetModelStatus,
+HandleReloadConfigRequest)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -11,6 +13,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
+    model_management_pb2,
     model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2_grpc,
@@ -20,6 +23,9 @@ from serving.tfserving_standin import metrics
 from serving.tfserving_standin.errors import ServingError, invalid
 from serving.tfserving_standin.manager import ModelManager
 from serving.tfserving_standin.servable import Servable
+
+log = logging.getLogger("tfserving_standin")
+_UNKNOWN = 2  # tensorflow.error.Code UNKNOWN: a load's error as the real server reports it
 
 
 def _resolve(manager: ModelManager, spec: Any) -> Servable:
@@ -124,7 +130,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         spec = request.model_spec
         choice = spec.WhichOneof("version_choice")
         try:
-            versions = self.manager.status(
+            statuses = self.manager.status(
                 spec.name,
                 spec.version.value if choice == "version" else None,
                 spec.version_label if choice == "version_label" else None,
@@ -132,13 +138,21 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         except ServingError as exc:
             await context.abort(exc.code, exc.message)
         response = get_model_status_pb2.GetModelStatusResponse()
-        for v in versions:
-            status = response.model_version_status.add(version=v)
-            status.state = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+        for s in statuses:
+            status = response.model_version_status.add(version=s.version, state=int(s.state))
+            if s.error:
+                status.status.error_code = _UNKNOWN
+                status.status.error_message = s.error
         return response
 
     async def HandleReloadConfigRequest(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "config reload is not supported by the stand-in")
+        """The real server's answer: the status both as the call's and in the response."""
+        try:
+            await self.manager.reload(request.config)
+        except ServingError as exc:
+            log.error("ReloadConfig failed: %s", exc.message)
+            await context.abort(exc.code, exc.message)
+        return model_management_pb2.ReloadConfigResponse()
 
 
 def add_services(server: grpc.aio.Server, manager: ModelManager) -> None:

@@ -19,7 +19,7 @@ from tensorflow_serving.apis import get_model_metadata_pb2
 from serving.tfserving_standin import IMPLEMENTATION, IMPLEMENTATION_HEADER, metrics
 from serving.tfserving_standin.codec import decode_predict, encode_predict
 from serving.tfserving_standin.errors import ServingError, invalid, not_found
-from serving.tfserving_standin.manager import ModelManager
+from serving.tfserving_standin.manager import ModelManager, VersionStatus
 
 _MODEL_PATH = re.compile(
     r"^/v1/models/(?P<name>[^/:]+)"
@@ -40,11 +40,15 @@ def _error(exc: ServingError) -> Response:
 
 
 def build_app(manager: ModelManager, metrics_path: str | None) -> Starlette:
-    def version_status(name: str, versions: list[int]) -> dict[str, Any]:
+    def version_status(statuses: list[VersionStatus]) -> dict[str, Any]:
         return {
             "model_version_status": [
-                {"version": str(v), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
-                for v in versions
+                {
+                    "version": str(s.version),
+                    "state": s.state.name,
+                    "status": {"error_code": "UNKNOWN" if s.error else "OK", "error_message": s.error},
+                }
+                for s in statuses
             ]
         }
 
@@ -97,7 +101,7 @@ def build_app(manager: ModelManager, metrics_path: str | None) -> Starlette:
                 raise invalid(f"Malformed request: {request.method} {path}")
             if m["metadata"]:
                 return _json(metadata(name, version, label))
-            return _json(version_status(name, manager.status(name, version, label)))
+            return _json(version_status(manager.status(name, version, label)))
         except ServingError as exc:
             return _error(exc)
 

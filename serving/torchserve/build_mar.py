@@ -84,8 +84,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--artifacts", type=Path, default=Path("artifacts"))
     p.add_argument("--out", type=Path, default=Path("artifacts/model-store"))
     p.add_argument("--version", type=int, default=None, help="model version (default: latest in the manifest)")
+    p.add_argument(
+        "--versioned",
+        action="store_true",
+        help="name the archives mnist-vN.mar (a store that takes other versions beside them; the image's)",
+    )
     args = p.parse_args(argv)
-    for name, path in build(args.artifacts, args.out, args.version).items():
+    if args.versioned:
+        version = args.version or latest_version(args.artifacts)
+        built = build_versioned(args.artifacts, args.out, version)
+        (args.out / "VERSION").write_text(f"{version}\n")
+    else:
+        built = build(args.artifacts, args.out, args.version)
+    for name, path in built.items():
         print(f"built {name}: {path}")
     return 0
 

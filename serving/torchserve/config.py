@@ -1,6 +1,7 @@
 """The one owner of TorchServe's ``config.properties``: nothing else reads or writes it. The
-shipped file is read here (``read``), changed as properties (``with_models``, ``without``) and
-written for a run (``write_config``: this deployment's model store and archive version)."""
+shipped file is read here (``read``), changed as properties (``with_models``, ``without``,
+``for_version``) and written for a run (``write_config``: this deployment's model store and the
+version it loads at start; a rollout rewrites it so a restart loads the version it switched to)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import re
 import sys
 from pathlib import Path
 from typing import Any
+
+from serving.torchserve.build_mar import versioned_name
 
 CONFIG = Path(__file__).resolve().parent / "config.properties"
 # The project's log4j2 configuration: warnings and errors as JSON lines, nothing per request.
@@ -69,14 +72,34 @@ def batching_summary(props: Properties) -> str:
     )
 
 
+def for_version(props: Properties, version: int) -> Properties:
+    """``props`` loading version ``version`` at start: the ``models=`` version keys set to it
+    (TorchServe refuses a key that does not match the archive's) and every archive named as
+    ``build_mar.versioned_name`` names it (``mnist-v2.mar``), in ``marName`` and ``load_models``."""
+    current = json.loads(with_models(props, version=str(version))["models"])
+    for name, versions in current.items():
+        versions[str(version)]["marName"] = versioned_name(name, version)
+    load = ",".join(versioned_name(name, version) for name in current)
+    return {**props, "models": json.dumps(current), "load_models": load}
+
+
+def served_version(props: Properties) -> int:
+    """The version a config loads at start (``for_version``'s)."""
+    keys = {key for versions in json.loads(props["models"]).values() for key in versions}
+    (key,) = keys
+    return int(key)
+
+
 def write_config(
     out: Path, model_store: Path, version: int, source: Path = CONFIG, props: Properties | None = None
 ) -> Path:
-    """``source`` (or ``props``) with ``model_store`` set and the ``models=`` version keys set to
-    ``version`` (TorchServe refuses a version key that does not match the archive's)."""
-    config = with_models(props if props is not None else read(source), version=str(version))
+    """``source`` (or ``props``) with ``model_store`` set, loading version ``version``'s archives at
+    start (``for_version``). Written whole or not at all (a rollout rewrites a running server's)."""
+    config = for_version(props if props is not None else read(source), version)
     config["model_store"] = str(model_store.resolve())
-    out.write_text(render(config))
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(render(config))
+    tmp.replace(out)
     return out
 
 

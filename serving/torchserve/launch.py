@@ -1,8 +1,9 @@
 """Container entrypoint: write the effective config for the baked archives, run TorchServe, and
 forward SIGTERM/SIGINT to its Java frontend.
 
-The config can be mounted (a Kubernetes ConfigMap at /config/config.properties); the model
-version comes from the archives in the model store, so the two can never disagree.
+The config can be mounted (a Kubernetes ConfigMap at /config/config.properties); the version
+loaded at start is the one the image's ``VERSION`` file names (its archives are ``mnist-vN.mar``,
+``mnist_onnx-vN.mar``: serving/torchserve/config.py's ``for_version``), so the two can never disagree.
 
 Why a parent process: ``torchserve --foreground`` is a Python CLI that starts Java and waits, with
 no signal handler. As PID 1 it ignores SIGTERM (the kernel drops unhandled signals for PID 1), so
@@ -99,12 +100,23 @@ def _reap_leftovers() -> None:
             p.kill()
 
 
+IMAGE_STORE = Path("/home/model-server/model-store")  # the image's archives (mnist-vN.mar) and VERSION
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--config", type=Path, default=Path(os.environ.get("TS_SOURCE_CONFIG", CONFIG)))
-    p.add_argument("--model-store", type=Path, default=Path("/home/model-server/model-store"))
+    p.add_argument("--model-store", type=Path, default=IMAGE_STORE)
+    p.add_argument(
+        "--version-file",
+        type=Path,
+        default=None,
+        help="the file naming the version to load at start (default: VERSION in the model store). Compose "
+        "points the store at the mounted artifacts/model-store, where `make rollout` finds every version, "
+        "and keeps loading the image's version at start",
+    )
     args = p.parse_args(argv)
-    version = int((args.model_store / "VERSION").read_text())
+    version = int((args.version_file or args.model_store / "VERSION").read_text())
     out = Path(tempfile.gettempdir()) / "config.properties"  # /tmp: the root filesystem may be read-only
     write_config(out, args.model_store, version, source=args.config)
     sys.exit(run(torchserve_argv(out, args.model_store)))

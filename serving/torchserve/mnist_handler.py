@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 # A request input with this name holds the rows as little-endian float32 bytes (the gateway's gRPC
 # client sends it), and its answer is the probabilities the same way: no JSON on either side.
 TENSOR_INPUT = TORCHSERVE_TENSOR_INPUT
+VERSION_HEADER = "X-Model-Version"
 
 
 class BadRequest(ValueError):
@@ -133,6 +134,7 @@ class MnistHandler:
     def __init__(self) -> None:
         self.initialized = False
         self.device = "cpu"
+        self.version = ""  # the archive's modelVersion: every answer names it (X-Model-Version)
         self._predict: Any = None
 
     def initialize(self, context: Any) -> None:
@@ -141,6 +143,7 @@ class MnistHandler:
         props = context.system_properties
         model_dir = props["model_dir"]
         serialized = context.manifest["model"]["serializedFile"]
+        self.version = str(context.manifest["model"].get("modelVersion", ""))
         path = os.path.join(model_dir, serialized)
         gpu_id = props.get("gpu_id")
         use_cuda = torch.cuda.is_available() and gpu_id is not None
@@ -246,6 +249,9 @@ class MnistHandler:
             context.set_response_header(i, "X-Batch-Requests", str(len(data)))
             # Where the model ran (cpu, cuda:0, or ONNX Runtime's provider): a GPU run can show it used one.
             context.set_response_header(i, "X-Model-Device", self.device)
+            # Which version computed it: the gateway reads it where it cannot ask the management API
+            # which version is the default (Kubernetes), and during a rollout two versions answer.
+            context.set_response_header(i, VERSION_HEADER, self.version)
         return responses
 
 

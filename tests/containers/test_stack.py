@@ -11,11 +11,13 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from containers import offline
 from containers.compose import compose
 from mnist_serving.ports import local_url
 from serving.native.process import free_ports
+from serving.native.settings import ServingPorts
 from tests.conftest import REPO
 
 pytestmark = [
@@ -54,7 +57,14 @@ class Stack:
     project: str
     env: dict[str, str]
     reports: Path
+    artifacts: Path  # mounted read-only into both model servers at /artifacts
     timings: dict[str, Any] = field(default_factory=dict)
+
+    def ports(self) -> ServingPorts:
+        """The published ports (the rest keep their defaults: not published)."""
+        published = {name: int(self.env[f"{name.upper()}_PORT"]) for name in ServingPorts().as_dict()
+                     if f"{name.upper()}_PORT" in self.env}  # fmt: skip
+        return replace(ServingPorts(), **published)
 
     @property
     def gateway(self) -> str:
@@ -103,7 +113,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     reports = tmp_path_factory.mktemp("compose-reports")
     reports.chmod(0o777)  # owned by the host user, writable by the Locust containers' uid 10001
     env["LOAD_REPORTS"] = str(reports)
-    s = Stack(f"mnist-serving-test-{os.getpid()}", env, reports)
+    # The artifacts the servers mount (docker-compose.yml): a copy, so the rollout test adds a version
+    # without touching the repository's; readable by the containers' uid 10001.
+    mounted = Path(tempfile.mkdtemp(prefix="mnist-compose-artifacts-"))
+    shutil.copytree(REPO / "artifacts", mounted, dirs_exist_ok=True)
+    mounted.chmod(0o755)
+    env["ARTIFACTS"] = str(mounted)
+    s = Stack(f"mnist-serving-test-{os.getpid()}", env, reports, mounted)
     s.timings["images"] = {
         b.image.tag: {"build_s": round(b.seconds, 1), "size_mb": round(b.size_bytes / 1e6)} for b in builds
     }
@@ -118,6 +134,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         s.compose(*with_load, "down", "-v", "--remove-orphans", "--timeout", "10")
         (REPO / "test-artifacts").mkdir(exist_ok=True)
         (REPO / "test-artifacts" / "containers.json").write_text(json.dumps(s.timings, indent=2))
+        shutil.rmtree(mounted, ignore_errors=True)
         assert not _project_leftovers(s.project), "down -v left containers, networks or volumes behind"
 
 
@@ -150,6 +167,48 @@ def test_all_healthy_and_ready(stack: Stack) -> None:
     assert set(backends) == {"tfserving", "torchserve", "torchserve-onnx"}
     assert all(b["ready"] for b in backends.values()), backends
     assert backends["tfserving"]["implementation"] == "standin"
+
+
+def test_make_rollout_rolls_a_mounted_version_with_no_failed_request(stack: Stack, test_split) -> None:
+    """`make rollout VERSION=2 ROLLOUT_ARGS=--compose`, in-process: version 2 (a copy of 1, trained
+    "after the images were built") is written into the mounted artifacts, loaded beside 1 on both
+    servers, checked, switched to and 1 unloaded, under open-loop load through the gateway."""
+    from serving.rollout.__main__ import OK, run
+    from serving.rollout.log import Action, Event
+    from serving.rollout.settings import GATEWAY_FOLLOW_S, compose
+    from tests.serving.openloop import OpenLoad
+    from tests.serving.versions import copy_version
+
+    copy_version(stack.artifacts, 1, 2)
+    load = OpenLoad(stack.gateway, 60.0, ("tfserving", "torchserve", "torchserve-onnx"), test_split.x_test[0]).start()
+    time.sleep(1.0)
+    try:
+        log, status = run(compose(stack.artifacts, Action.ROLL, 2, ports=stack.ports()), notify=print)
+    finally:
+        time.sleep(1.5)
+        answers = load.stop()
+    if not log.ok:  # what the servers said
+        for service in ("tfserving", "torchserve"):
+            logs = subprocess.run(
+                ["docker", "logs", "--tail", "40", stack.container(service)], capture_output=True, text=True
+            )
+            print(f"--- {service}\n{logs.stdout}{logs.stderr}")
+    assert status == OK and log.ok, log.message
+    failed = [a for a in answers if a.status != 200]
+    assert failed == [], f"{len(failed)} of {len(answers)} failed: {failed[:5]}"
+    assert {a.version for a in answers} == {"1", "2"}
+    for server in ("tfserving", "torchserve"):
+        switched = log.at(server, Event.SWITCHED)
+        assert switched is not None and log.at(server, Event.OLD_UNLOADED) is not None
+        after = {a.version for a in answers if a.sent > switched.wall + GATEWAY_FOLLOW_S and server in a.backend}
+        assert after == {"2"}, server
+    backends = {b["name"]: b for b in httpx.get(f"{stack.gateway}/v1/backends", timeout=10).json()["backends"]}
+    assert {name: b["versions"] for name, b in backends.items()} == {name: ["2"] for name in backends}
+    stack.timings["rollout"] = {
+        "requests": len(answers),
+        "failed": len(failed),
+        "load_requested_to_serving_s": {s: round(log.time_to_serving(s) or 0, 2) for s in log.servers},
+    }
 
 
 @pytest.mark.parametrize("protocol", ["rest", "grpc"])

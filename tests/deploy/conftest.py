@@ -21,6 +21,7 @@ RENDERED = {
     "cpu-prometheus": REPO / "k8s/overlays/cpu-prometheus",
     "kserve": REPO / "k8s/kserve",
     "kserve-gpu": REPO / "k8s/kserve-gpu",
+    "kserve-canary": REPO / "k8s/overlays/kserve-canary",
     "load-test": REPO / "k8s/load-test",
 }
 

@@ -435,7 +435,7 @@ def test_torchserve_management_listens_on_the_pods_loopback_only(rendered: dict[
         assert not {p["port"] for p in svc["spec"]["ports"]} & management, svc["metadata"]["name"]
 
 
-@pytest.mark.parametrize("name", WITH_GATEWAY)
+@pytest.mark.parametrize("name", [n for n in WITH_GATEWAY if n != "kserve-canary"])  # Knative: REST only
 def test_grpc_is_balanced_over_headless_services(rendered: dict[str, Objects], name: str) -> None:
     """dns:///<headless Service>:<port>: the gateway's channel resolves every ready pod (round robin)."""
     env = _gateway_env(rendered[name])

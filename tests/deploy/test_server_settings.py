@@ -18,7 +18,7 @@ from tests.deploy.conftest import compose
 Objects = list[dict[str, Any]]
 BASE, GPU, STANDIN = "docker-compose.yml", "docker-compose.gpu.yml", "docker-compose.standin.yml"
 # The environment variables that are server settings (the rest is plumbing: addresses, paths).
-SETTING = re.compile(r"^(OMP_|TS_NUMBER|REQUIRE_GPU|CUDA_|TF_|NVIDIA_TF32|MKL_)")
+SETTING = re.compile(r"^(OMP_|TS_NUMBER|TS_ENABLE_MODEL_API|REQUIRE_GPU|CUDA_|TF_|NVIDIA_TF32|MKL_)")
 TORCHSERVE_READY = ["python", "-m", "serving.torchserve.ready"]
 # Kubernetes variant -> (environment, TF Serving's workload name, TorchServe's)
 K8S = {
@@ -63,9 +63,12 @@ def test_tfserving_images_run_the_cpu_containers_flags_and_ready_check(dockerfil
 
 
 def test_torchserve_image_defaults_are_the_cpu_containers_settings() -> None:
+    """The image carries the CPU settings; the model API stays off in it (Kubernetes runs it as
+    built), compose turns it on for `make rollout` (checked below)."""
     text = (REPO / "serving/torchserve/Dockerfile").read_text()
-    for key, value in TORCHSERVE[Environment.COMPOSE].env.items():
+    for key, value in TORCHSERVE[Environment.KUBERNETES].env.items():
         assert re.search(rf"\b{key}={re.escape(value)}\b", text), key
+    assert "TS_ENABLE_MODEL_API" not in text
     assert _dockerfile_json("serving/torchserve/Dockerfile", "HEALTHCHECK") == TORCHSERVE_READY
 
 

@@ -24,7 +24,7 @@ with warnings.catch_warnings():
 MODELS = ["mnist-tfserving", "mnist-torchserve", "mnist-torchserve-onnx", "mnist"]
 
 
-def _fields(descriptor) -> dict[str, tuple[int, int, bool, str]]:  # type: ignore[no-untyped-def]
+def _fields(descriptor) -> dict[str, tuple[int, int, bool, str]]:
     return {f.name: (f.number, f.type, f.is_repeated, f.message_type.full_name if f.message_type else "")
             for f in descriptor.fields}  # fmt: skip
 
@@ -47,7 +47,7 @@ def test_the_declared_messages_are_the_published_ones() -> None:
 
 
 @pytest.fixture(scope="module")
-def clients(serving_stack: ServingStack):  # type: ignore[no-untyped-def]
+def clients(serving_stack: ServingStack):
     p = serving_stack.ports
     http = httpclient.InferenceServerClient(local_address(p.gateway))
     grpc = grpcclient.InferenceServerClient(local_address(p.gateway_grpc))
@@ -76,7 +76,7 @@ def test_triton_clients_list_and_check_the_gateway(clients) -> None:
         http.get_model_metadata("mnist-tensorflow")
 
 
-def _infer(client, module, model: str, rows: np.ndarray, binary: bool = True, version: str = ""):  # type: ignore[no-untyped-def]
+def _infer(client, module, model: str, rows: np.ndarray, binary: bool = True, version: str = ""):
     tensor = module.InferInput("pixels", list(rows.shape), "FP32")
     if module is httpclient:
         tensor.set_data_from_numpy(rows, binary_data=binary)

@@ -133,11 +133,53 @@ def test_every_worker_must_be_ready(statuses: list[str] | None, ready: bool) -> 
     assert list(READY_MODELS) == MODELS
 
 
-def test_model_api_is_off(http: httpx.Client, stack) -> None:
-    r = http.delete(local_url(stack.ports.torchserve_management, "/models/mnist"))
-    assert r.status_code >= 400  # unregistering over HTTP is disabled (enable_model_api=false)
+def test_model_api_is_on_natively_for_rollouts_and_off_in_the_shipped_config(http: httpx.Client, stack) -> None:
+    """Natively (and in compose) `make rollout` registers versions through the management API
+    (serving/environments.py's TS_ENABLE_MODEL_API); the shipped config, which Kubernetes runs, keeps
+    it off. Asked to register an archive its store does not hold, the native server looks for it."""
+    from serving.torchserve import config
+
+    r = http.post(local_url(stack.ports.torchserve_management, "/models"), params={"url": "no-such-model-v9.mar"})
+    assert r.status_code == 404 and "not found" in r.text.lower(), r.text
+    assert config.read()["enable_model_api"] == "false"
 
 
 def test_prometheus_metrics(http: httpx.Client, stack) -> None:
     text = http.get(local_url(stack.ports.torchserve_metrics, "/metrics")).text
     assert "ts_inference_latency_microseconds" in text or "ts_queue_latency_microseconds" in text
+
+
+@pytest.mark.parametrize("path", ["/predictions/mnist", "/predictions/mnist_onnx", "/predictions/mnist/1"])
+def test_every_answer_names_the_version_that_computed_it(
+    http: httpx.Client, ts_url: str, rows: np.ndarray, path: str
+) -> None:
+    """The handler's X-Model-Version (the archive's modelVersion), on every request of a batch: the
+    gateway reads it where it cannot ask the management API which version is the default."""
+    r = http.post(f"{ts_url}{path}", json={"instances": rows[:2].tolist()})
+    assert r.status_code == 200 and r.headers["X-Model-Version"] == "1"
+    bad = http.post(f"{ts_url}{path}", json={"instances": [[0.1, 0.2]]})
+    assert bad.status_code == 400 and bad.headers["X-Model-Version"] == "1"
+
+
+def test_the_version_header_is_set_for_each_request_of_a_batch(rows: np.ndarray) -> None:
+    from serving.torchserve.mnist_handler import VERSION_HEADER, MnistHandler
+
+    class Context:
+        def __init__(self) -> None:
+            self.headers: dict[tuple[int, str], str] = {}
+
+        def set_response_header(self, idx: int, key: str, value: str) -> None:
+            self.headers[(idx, key)] = value
+
+        def set_response_content_type(self, idx: int, value: str) -> None:
+            pass
+
+        def set_response_status(self, code: int, phrase: str, idx: int) -> None:
+            pass
+
+    handler = MnistHandler()
+    handler.version, handler.initialized = "7", True
+    handler._predict = lambda x: np.full((len(x), 10), 0.1, dtype=np.float32)
+    context = Context()
+    handler.handle([{"body": {"instances": rows[:1].tolist()}}, {"body": {"instances": [[1.0]]}}], context)
+    assert context.headers[(0, VERSION_HEADER)] == context.headers[(1, VERSION_HEADER)] == "7"
