@@ -12,35 +12,29 @@ Method, on the native stack (TorchServe behind the gateway, `/v1/predict?backend
    the goodput, the admitted p99, the refusals' p99 and how they were refused; the mean of each with
    a 95 % Student-t interval over the repeats.
 
-The load generator is this process: asyncio on uvloop, keep-alive HTTP/1.1 connections with answers
-parsed by httptools, requests prebuilt as bytes, Poisson arrivals timed from their intended send time
-(a request waiting for a free connection waits in its latency). Locust would need more CPU than the
-2-core machine has at these rates (~400 µs a request); this costs a few tens of µs, recorded per run
-(its CPU per request, and its send lag: uvloop's timers fire on whole milliseconds, so arrivals
-leave up to ~1 ms late, 10x finer than the 10 ms refusal goal, and counted in every latency). On
->= 4 cores it is pinned away from the stack (load_tests.measure.cpu.pinning).
+The load generator is this process (load_tests/generator/lean.py: uvloop, keep-alive connections,
+requests prebuilt as bytes, arrivals timed from their intended send time). Locust would need more
+CPU than the 2-core machine has at these rates (~400 µs a request); this costs a few tens of µs,
+recorded per run with its send lag (up to ~1 ms: 10x finer than the 10 ms refusal goal, and
+counted in every latency). On >= 4 cores it is pinned away from the stack
+(load_tests.measure.cpu.pinning).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import math
 import os
-import random
-import resource
 import sys
 import tempfile
-import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httptools
 import numpy as np
 import orjson
 
+from load_tests.contracts import SLO_MS
+from load_tests.generator import lean
 from load_tests.measure.cpu import pin, pinning, server_cpu_s
 from load_tests.stats import mean_ci95
 from serving.native.process import exit_on_sigterm
@@ -48,50 +42,12 @@ from serving.native.settings import ServingPorts
 from serving.native.stack import running
 
 # Tuning constants (each also an option).
-SLO_MS = 20.0  # p99 within which an answer counts as goodput (docs/load-testing.md: the one SLO)
 FACTOR = 3.0
 SECONDS = 15.0
 REPEATS = 3
-CONNECTIONS = 512  # keep-alive connections: enough that requests wait at the gateway, not for a socket
 STEP_SECONDS = 6.0
 WARMUP_S = 1.0  # excluded from each run's figures
 REFUSAL_GOAL_MS = 10.0
-
-
-class _Conn(asyncio.Protocol):
-    """One keep-alive connection; one request at a time."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
-        self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
-        self.body: list[bytes] = []
-        self.closed = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        self.parser.feed_data(data)
-
-    def on_body(self, body: bytes) -> None:
-        self.body.append(body)
-
-    def on_message_complete(self) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result((self.parser.get_status_code(), b"".join(self.body)))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result((0, b""))
-
-    def send(self, request: bytes) -> asyncio.Future[tuple[int, bytes]]:
-        assert self.transport is not None
-        self.body = []
-        self.waiter = asyncio.get_running_loop().create_future()
-        self.transport.write(request)
-        return self.waiter
 
 
 @dataclass
@@ -134,92 +90,36 @@ class Run:
 
 
 async def open_loop(host: str, port: int, request: bytes, rate: float, seconds: float, seed: int) -> Run:
-    """Poisson arrivals at ``rate`` for ``seconds`` (after WARMUP_S unrecorded)."""
-    loop = asyncio.get_running_loop()
-    idle: deque[_Conn] = deque()
-    waiting: deque[asyncio.Future[None]] = deque()
-    conns = 0
+    """Poisson arrivals at ``rate`` for ``seconds`` (after WARMUP_S unrecorded), with the gateway's
+    and TorchServe's CPU over the run."""
+    gw0, ts0 = server_cpu_s("gateway"), server_cpu_s("torchserve")
+    lean_run = await lean.open_loop(
+        host, port, [request], rate, seconds=seconds, warmup_s=WARMUP_S, seed=seed, classify=_refusal_kind
+    )
     run = Run(rate, seconds)
-
-    async def connection() -> _Conn:
-        nonlocal conns
-        while idle:
-            c = idle.pop()
-            if not c.closed:
-                return c
-        if conns < CONNECTIONS:
-            conns += 1
-            _, c = await loop.create_connection(_Conn, host, port)
-            return c
-        turn = loop.create_future()
-        waiting.append(turn)
-        await turn
-        return await connection()
-
-    def give_back(c: _Conn) -> None:
-        nonlocal conns
-        if c.closed:
-            conns -= 1
-        else:
-            idle.append(c)
-        while waiting:
-            turn = waiting.popleft()
-            if not turn.done():
-                turn.set_result(None)
-                return
-
-    async def one(intended: float, record: bool) -> None:
-        c = await connection()
-        if record:
-            run.lag_ms.append((time.perf_counter() - intended) * 1e3)
-        try:
-            status, body = await c.send(request)
-        finally:
-            give_back(c)
-        ms = (time.perf_counter() - intended) * 1e3
-        if not record:
-            return
-        if status == 200:
-            run.ok_ms.append(ms)
-        elif status in (429, 503, 504):
-            run.refused_ms.append(ms)
-            with contextlib.suppress(ValueError, KeyError, TypeError):
-                kind = orjson.loads(body)["error"]["type"]
-                run.refused_kinds[kind] = run.refused_kinds.get(kind, 0) + 1
+    run.gateway_cpu_cores = (server_cpu_s("gateway") - gw0) / lean_run.wall_s
+    run.torchserve_cpu_cores = (server_cpu_s("torchserve") - ts0) / lean_run.wall_s
+    run.generator_cpu_us_per_req = lean_run.generator_cpu_us_per_req
+    for sample in lean_run.recorded():
+        run.sent += 1
+        run.lag_ms.append(sample.lag_ms)
+        if sample.status == 200:
+            run.ok_ms.append(sample.latency_ms)
+        elif sample.status in (429, 503, 504):
+            run.refused_ms.append(sample.latency_ms)
+            run.refused_kinds[sample.tag] = run.refused_kinds.get(sample.tag, 0) + 1
         else:
             run.failed += 1
-
-    rng = random.Random(seed)
-    origin = time.perf_counter() + 0.05
-    offset = rng.expovariate(rate)
-    tasks = []
-    cpu0 = _own_cpu_s()
-    gw0, ts0 = server_cpu_s("gateway"), server_cpu_s("torchserve")
-    wall0 = time.perf_counter()
-    while offset < WARMUP_S + seconds:
-        intended = origin + offset
-        delay = intended - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        record = offset >= WARMUP_S
-        run.sent += record
-        tasks.append(asyncio.ensure_future(one(intended, record)))
-        offset += rng.expovariate(rate)
-    await asyncio.gather(*tasks)
-    wall = time.perf_counter() - wall0
-    sent_all = len(tasks)
-    run.generator_cpu_us_per_req = (_own_cpu_s() - cpu0) / max(1, sent_all) * 1e6
-    run.gateway_cpu_cores = (server_cpu_s("gateway") - gw0) / wall
-    run.torchserve_cpu_cores = (server_cpu_s("torchserve") - ts0) / wall
-    for c in idle:
-        if c.transport is not None:
-            c.transport.close()
     return run
 
 
-def _own_cpu_s() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
+def _refusal_kind(status: int, body: bytes) -> str:
+    if status not in (429, 503, 504):
+        return ""
+    try:
+        return str(orjson.loads(body)["error"]["type"])
+    except (ValueError, KeyError, TypeError):
+        return "unreadable"
 
 
 def main(argv: list[str] | None = None) -> int:

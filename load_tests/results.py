@@ -565,3 +565,71 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# ---- make load-rollout (load_tests/runs/rollout.py) ------------------------------------------------
+
+
+@dataclass
+class ServerPhase:
+    """One server's requests through one phase (its backends: TorchServe's are two)."""
+
+    server: str
+    rolled: bool  # this phase rolled this server (else it is the neighbour)
+    requests: int
+    failed: int
+    failed_by: dict[str, int]  # error type (or "no answer") -> count
+    p99_before_ms: float
+    p99_during_ms: float
+    p99_after_ms: float
+    versions: dict[str, int]  # model_version -> answers
+    unexpected_versions: int  # answers from a version outside {old, new} (a refused one: outside {old})
+    time_to_serving_s: float | None  # "load requested" -> "switched"
+    old_last_after_switch_s: float | None  # the old version's last answer, relative to the switch
+    new_first_after_switch_s: float | None
+
+
+@dataclass
+class PhaseResult:
+    repeat: int
+    phase: str
+    version: int
+    expect_ok: bool
+    rollout_ok: bool
+    rollout_exit: int
+    rollout_message: str
+    rollout_s: float  # the rollout command's whole run (process start to exit)
+    send_lag_p99_ms: float
+    generator_cpu_us_per_req: float
+    load_origin_wall: float  # Unix time of the load's offset 0 (the plot's time axis)
+    servers: list[ServerPhase]
+    log: dict[str, object]  # the rollout's own typed log (serving/rollout/log.py), as it wrote it
+
+
+@dataclass
+class RolloutRun:
+    """What ``make load-rollout`` hands back and writes as rollout.json."""
+
+    target: str  # native or compose
+    tfserving_implementation: str  # "standin" (the stand-in) or "tensorflow_model_server"
+    slo_ms: float
+    capacity_rps: float
+    capacity_steps: list[dict[str, float]]
+    rate: float
+    commit: str
+    dirty: bool
+    cores: int
+    load_avg_before: list[str]
+    load_avg_after: list[str] = field(default_factory=list)
+    phases: list[PhaseResult] = field(default_factory=list)
+    samples: dict[str, list[list[float | str]]] = field(default_factory=dict)  # repeat/phase -> rows (plot)
+
+    @property
+    def failed(self) -> int:
+        return sum(s.failed for p in self.phases for s in p.servers)
+
+    @property
+    def all_as_expected(self) -> bool:
+        return all(
+            p.rollout_ok == p.expect_ok and all(s.unexpected_versions == 0 for s in p.servers) for p in self.phases
+        )

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from load_tests import results, stats
-from load_tests.contracts import DEFAULT_SENDER, DEFAULT_SPIN_US, Recording, RunSpec
+from load_tests.contracts import DEFAULT_SENDER, DEFAULT_SPIN_US, SLO_MS, Recording, RunSpec
 from load_tests.measure import cpu, scrape
 from load_tests.targets import Endpoints, Target
 
@@ -78,7 +78,7 @@ def processes_for(rate: float, cpu_us_per_req: float, cap: int | None = None) ->
 
 @dataclass(frozen=True)
 class PointConfig:
-    slo_ms: float = 10.0
+    slo_ms: float = SLO_MS
     warmup_s: float = 1.0  # intended-time seconds excluded before the first window
     min_window_s: float = 2.0
     max_windows: int = 6  # the cap: a point not stable by then is marked unstable

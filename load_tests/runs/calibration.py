@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from load_tests import stats
-from load_tests.contracts import SENDERS, SPIN_SENDER_US
+from load_tests.contracts import SENDERS, SLO_MS, SPIN_SENDER_US
 from load_tests.measure import point as measure
 from load_tests.measure.point import PointConfig, run_point
 from load_tests.runs import harness
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--priority", choices=("realtime", "normal"), default=PointConfig.priority,
                    help="the generator's scheduling (realtime: SCHED_RR 1 where allowed)")  # fmt: skip
-    p.add_argument("--slo-ms", type=float, default=10.0)
+    p.add_argument("--slo-ms", type=float, default=SLO_MS)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--artifacts", type=Path, default=Path("artifacts"))
     p.add_argument("--out", type=Path, default=None)

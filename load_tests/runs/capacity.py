@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from load_tests import blocks, estimate, results
+from load_tests.contracts import SLO_MS
 from load_tests.measure.point import PointConfig, record, run_point
 from load_tests.reports import capacity as report
 from load_tests.runs import harness
@@ -39,7 +40,6 @@ from load_tests.targets import BY_NAME, SERVING_TARGETS, TARGETS, Target
 
 # Tuning constants (each also a command-line option).
 DEFAULT_TARGETS = blocks.DIRECT  # with their floors; --targets adds gRPC and gateway targets
-SLO_MS = 10.0  # p99 on CPU; 5 ms is a fair start on a GPU (--slo-ms)
 FIXED_RATE = 200.0  # req/s: every server holds it here; p50/p99 ratios to the floor are taken at it
 MAX_RATE = 50_000.0
 BUDGET_MIN = 40.0  # the blocks end before this (start-up and calibration included): make load ≤ 45 min

@@ -31,11 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from load_tests import stats
+from load_tests.contracts import SLO_MS
 from load_tests.measure import machine
 from load_tests.measure.point import PointConfig, run_point
 from load_tests.reports.sweep import SERVERS, Method, best_per_server, write
 from load_tests.runs import harness
-from load_tests.runs.capacity import SLO_MS
 from load_tests.targets import BY_NAME, TF_LEAN, TS_LEAN, Endpoints, Target
 
 MAX_BATCH = (1, 8, 32)

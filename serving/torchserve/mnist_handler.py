@@ -62,13 +62,31 @@ def gpu_required() -> bool:
     return os.environ.get(REQUIRE_GPU_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
+# An image sent straight to TorchServe (rather than to the gateway, which decodes images) is named
+# as one, with where to send it, instead of a JSON decoder's complaint about its bytes.
+IMAGE_SIGNATURES = {b"\x89PNG": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF8": "GIF", b"BM": "BMP", b"RIFF": "WebP"}
+ROWS_HINT = (
+    f'TorchServe takes JSON rows of {INPUT_DIM} numbers ({{"instances": [[...]]}}); to classify an image, '
+    'send it to the gateway: POST /v1/predict/image with a multipart field "file"'
+)
+
+
+def _image_format(payload: bytes | bytearray | str) -> str | None:
+    head = payload[:4].encode("utf-8", "surrogateescape") if isinstance(payload, str) else bytes(payload[:4])
+    return next((name for magic, name in IMAGE_SIGNATURES.items() if head.startswith(magic)), None)
+
+
 def parse_rows(payload: Any) -> np.ndarray:
     """One request's body to a float32 [n, 784] array; BadRequest names the problem."""
+    if isinstance(payload, (bytes, bytearray, str)):
+        image = _image_format(payload)
+        if image is not None:
+            raise BadRequest(f"the body is a {image} image, not rows: {ROWS_HINT}")
     if isinstance(payload, (bytes, bytearray)):
         try:
             payload = _loads(payload)
         except ValueError as exc:  # orjson.JSONDecodeError is a ValueError too
-            raise BadRequest(f"body is not valid JSON: {exc}") from exc
+            raise BadRequest(f"body is not valid JSON ({exc}): {ROWS_HINT}") from exc
     if isinstance(payload, dict):
         if "instances" not in payload:
             raise BadRequest("JSON object must have an 'instances' list")

@@ -43,6 +43,7 @@ RESTART_WITHIN_S = 60.0
 STOP_WITHIN_S = 5.0
 PORT_VARS = (
     "GATEWAY_PORT",
+    "GATEWAY_GRPC_PORT",
     "TFSERVING_REST_PORT",
     "TFSERVING_GRPC_PORT",
     "TORCHSERVE_INFERENCE_PORT",
@@ -169,6 +170,23 @@ def test_all_healthy_and_ready(stack: Stack) -> None:
     assert backends["tfserving"]["implementation"] == "standin"
 
 
+def test_the_open_inference_protocol_over_grpc_is_published(stack: Stack, test_split) -> None:
+    """tritonclient's gRPC client, a client written elsewhere, through the published 8001."""
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{stack.env['GATEWAY_GRPC_PORT']}")
+    try:
+        assert client.is_server_ready() and client.is_model_ready("mnist-torchserve")
+        rows = test_split.x_test[:4].astype(np.float32)
+        pixels = grpcclient.InferInput("pixels", list(rows.shape), "FP32")
+        pixels.set_data_from_numpy(rows)
+        labels = client.infer("mnist-torchserve", [pixels]).as_numpy("label").tolist()
+    finally:
+        client.close()
+    v1 = _predict(stack, "torchserve", rows)
+    assert v1.status_code == 200 and labels == v1.json()["labels"]
+
+
 def test_make_rollout_rolls_a_mounted_version_with_no_failed_request(stack: Stack, test_split) -> None:
     """`make rollout VERSION=2 ROLLOUT_ARGS=--compose`, in-process: version 2 (a copy of 1, trained
     "after the images were built") is written into the mounted artifacts, loaded beside 1 on both
@@ -177,7 +195,7 @@ def test_make_rollout_rolls_a_mounted_version_with_no_failed_request(stack: Stac
     from serving.rollout.log import Action, Event
     from serving.rollout.settings import GATEWAY_FOLLOW_S, compose
     from tests.serving.openloop import OpenLoad
-    from tests.serving.versions import copy_version
+    from training.copy_version import copy_version
 
     copy_version(stack.artifacts, 1, 2)
     load = OpenLoad(stack.gateway, 60.0, ("tfserving", "torchserve", "torchserve-onnx"), test_split.x_test[0]).start()

@@ -181,6 +181,9 @@ def test_port_8000_is_open_to_the_ingress_namespace_the_load_test_and_monitoring
         "locust-worker",
         "prometheus",
     }
+    # The Open Inference Protocol over gRPC: from the ingress namespace only (the load test speaks REST;
+    # metrics are REST).
+    assert admitted(policies, _one(pods, "gateway"), pods, ports.GATEWAY_GRPC) == {"ingress-nginx"}
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

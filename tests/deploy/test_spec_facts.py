@@ -14,7 +14,9 @@ from tests.conftest import REPO
 
 # Every port the project's services listen on inside a container, plus Locust's own (web UI, master).
 LOCUST_PORTS = {8089, 5557}
-SPEC_PORTS = {v for k, v in vars(ports).items() if k.isupper() and isinstance(v, int)} | LOCUST_PORTS
+# Knative's queue-proxy (requests, metrics), which the KServe canary component's policies admit.
+KNATIVE_PORTS = {8012, 9090}
+SPEC_PORTS = {v for k, v in vars(ports).items() if k.isupper() and isinstance(v, int)} | LOCUST_PORTS | KNATIVE_PORTS
 MODEL_NAMES = {spec.TF_MODEL_NAME, spec.TORCH_MODEL_NAME, spec.ONNX_MODEL_NAME}
 # A number in one of these places is a port.
 PORT_CONTEXT = re.compile(

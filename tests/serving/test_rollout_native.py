@@ -25,7 +25,7 @@ from serving.rollout.settings import GATEWAY_FOLLOW_S, native
 from serving.tfserving import config as tf_config
 from serving.torchserve import config as ts_config
 from tests.serving.openloop import Answer, OpenLoad
-from tests.serving.versions import copy_version
+from training.copy_version import copy_version
 
 pytestmark = pytest.mark.timeout(600)
 RATE = 100.0  # requests per second through the gateway, over the three backends

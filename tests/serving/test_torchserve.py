@@ -62,6 +62,24 @@ def test_bad_requests_are_400(http: httpx.Client, ts_url: str, body, needle: str
     assert needle in r.json()["message"]
 
 
+@pytest.mark.parametrize("content_type", ["image/png", "application/x-www-form-urlencoded", "application/json"])
+def test_an_image_sent_to_torchserve_is_named_with_where_to_send_it(
+    http: httpx.Client, ts_url: str, content_type: str
+) -> None:
+    """`curl --data-binary @digit.png` (form-urlencoded), with an image type, or mislabelled as JSON:
+    the answer says it is an image and names the gateway's image route, not a decoder's complaint."""
+    import io
+
+    from PIL import Image
+
+    png = io.BytesIO()
+    Image.new("L", (28, 28), 255).save(png, format="PNG")
+    r = http.post(f"{ts_url}/predictions/mnist", headers={"Content-Type": content_type}, content=png.getvalue())
+    assert r.status_code == 400, r.text
+    message = r.json()["message"]
+    assert "PNG image, not rows" in message and "POST /v1/predict/image" in message, message
+
+
 def test_unknown_model_is_404(http: httpx.Client, ts_url: str) -> None:
     assert http.post(f"{ts_url}/predictions/nope", json={"instances": [[0.0] * 784]}).status_code == 404
 

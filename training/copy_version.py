@@ -1,5 +1,6 @@
-"""Cheap model versions for rollout tests: a copy of a trained version under a new number, recorded
-in the manifest by training's own writers (seconds, no training)."""
+"""A cheap model version for rollout tests and ``make load-rollout``: a copy of a trained version
+under a new number, recorded in the manifest by training's own writers (seconds, no training). Its
+answers are its source's; what a rollout of it measures is the rollout."""
 
 from __future__ import annotations
 
