@@ -32,7 +32,7 @@ from pathlib import Path
 
 from load_tests import blocks, estimate, results
 from load_tests.contracts import SLO_MS
-from load_tests.measure.point import PointConfig, record, run_point
+from load_tests.measure.point import PointConfig, priority_of, record, run_point
 from load_tests.reports import capacity as report
 from load_tests.runs import harness
 from load_tests.runs.stack import floors_of
@@ -123,6 +123,7 @@ def method(args: argparse.Namespace, cfg: PointConfig, stopped: str) -> results.
             sender=cfg.sender,
             spin_us=cfg.spin_us,
             processes=cfg.processes,
+            priority=priority_of(cfg.priority),
         ),
         guard=results.GuardLimits(
             max_generator_cpu_share=stats.MAX_GENERATOR_CPU_SHARE,

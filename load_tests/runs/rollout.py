@@ -339,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     exit_on_sigterm()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # training's writers import TensorFlow: quiet
     import uvloop
 
     from load_tests.reports.rollout import write_report
