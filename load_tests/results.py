@@ -621,6 +621,9 @@ class RolloutRun:
     cores: int
     load_avg_before: list[str]
     load_avg_after: list[str] = field(default_factory=list)
+    before_s: float = 4.0  # load before each rollout command ...
+    after_s: float = 3.0  # ... and after it
+    warmup_s: float = 1.0  # the first seconds of each phase, left out of p99 before
     phases: list[PhaseResult] = field(default_factory=list)
     samples: dict[str, list[list[float | str]]] = field(default_factory=dict)  # repeat/phase -> rows (plot)
 

@@ -192,10 +192,11 @@ def write_report(run: RolloutRun, out: Path) -> Path:
         "tfserving, torchserve and torchserve-onnx in turn, latency from each request's intended send time "
         f"(load_tests/generator/lean.py). {_capacity_text(run)}",
         "",
-        "Each phase: 3 s of load, then `python -m serving.rollout --version N --servers ...` as a user runs it, then "
-        "3 s more; TorchServe's rows count both of its models. Version 2 is version 1's weights under a new number "
-        "(training/copy_version.py: what is measured is the rollout), 3 answers wrongly and 4 fails to load "
-        '(training/bad_version.py). p99 before = before that server\'s "load requested", during = until the '
+        f"Each phase: {run.before_s:g} s of load, then `python -m serving.rollout --version N --servers ...` as a "
+        f"user runs it, then {run.after_s:g} s more; TorchServe's rows count both of its models. Version 2 is "
+        "version 1's weights under a new number (training/copy_version.py: what is measured is the rollout), 3 "
+        "answers wrongly and 4 fails to load (training/bad_version.py). p99 before = from the phase's second "
+        f"{run.warmup_s:g} s (its load opens new connections) to that server's \"load requested\", during = until the "
         "rollout's last step, after = the rest; median [min–max] over the repeats.",
         "",
         *table(run),

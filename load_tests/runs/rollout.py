@@ -61,7 +61,9 @@ LOAD_SHARE = 0.5  # of the capacity measured at the start: the issue's "half of 
 STEP_S = 4.0  # seconds per capacity step
 STEP_FACTOR = 1.5
 START_RATE = 50.0
-BEFORE_S = 3.0  # load before the rollout command starts ...
+BEFORE_S = 4.0  # load before the rollout command starts ...
+# ... of which the first second is left out of "p99 before": each phase's load opens new connections.
+WARMUP_S = 1.0
 AFTER_S = 3.0  # ... and after it returned
 REPEATS = 2
 BACKENDS = {"tfserving": ("tfserving",), "torchserve": ("torchserve", "torchserve-onnx")}
@@ -287,7 +289,7 @@ def server_phase(server: str, phase: Phase, log: RolloutLog, samples: list[lean.
         requests=len(ours),
         failed=len(failed),
         failed_by=by,
-        p99_before_ms=p99([s.latency_ms for s in ours if s.offset_s < begin]),
+        p99_before_ms=p99([s.latency_ms for s in ours if WARMUP_S <= s.offset_s < begin]),
         p99_during_ms=p99([s.latency_ms for s in ours if begin <= s.offset_s < end]),
         p99_after_ms=p99([s.latency_ms for s in ours if s.offset_s >= end]),
         versions=versions,
@@ -357,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
             result = RolloutRun(
                 target=stack.target, tfserving_implementation=impl, slo_ms=args.slo_ms, capacity_rps=math.nan,
                 capacity_steps=[], rate=math.nan, commit=src.commit, dirty=src.dirty, cores=os.cpu_count() or 0,
-                load_avg_before=machine.load_average(),
+                load_avg_before=machine.load_average(), before_s=BEFORE_S, after_s=AFTER_S, warmup_s=WARMUP_S,
             )  # fmt: skip
             uvloop.run(measure(stack, args, out, result))
     result.load_avg_after = machine.load_average()
