@@ -36,7 +36,7 @@ $(ARTIFACTS)/manifest.json: | $(STAMP)
 train: $(STAMP) ## train both models (~2 min on 2 cores): SavedModel, TorchScript, ONNX and .mar archives of VERSION (default 1; others are kept), listed in artifacts/manifest.json; TRAIN_ARGS="--data mnist.npz" or "--same-weights pytorch"
 	$(PY) -m training.train --out $(ARTIFACTS) --version $(VERSION) $(TRAIN_ARGS)
 
-test: $(STAMP) ## the whole test suite with real servers on free ports (~8 min on 2 cores; needs Java, no Docker)
+test: $(STAMP) ## the whole test suite with real servers on free ports (~11 min on 2 cores; needs Java, no Docker)
 	$(PY) -m pytest
 
 lint: $(STAMP) ## ruff and mypy (~1 min)

@@ -196,8 +196,9 @@ def write_report(run: RolloutRun, out: Path) -> Path:
         f"user runs it, then {run.after_s:g} s more; TorchServe's rows count both of its models. Version 2 is "
         "version 1's weights under a new number (training/copy_version.py: what is measured is the rollout), 3 "
         "answers wrongly and 4 fails to load (training/bad_version.py). p99 before = from the phase's second "
-        f"{run.warmup_s:g} s (its load opens new connections) to that server's \"load requested\", during = until the "
-        "rollout's last step, after = the rest; median [min–max] over the repeats.",
+        f"{run.warmup_s:g} s (its load opens new connections) to the start of the rollout command, during = from "
+        "there (the command's own start-up included) to its last step, after = the rest; median [min–max] over "
+        "the repeats.",
         "",
         *table(run),
         "",

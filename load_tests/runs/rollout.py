@@ -17,12 +17,13 @@ answers, 4: fails to load; training/bad_version.py) are added after it started. 
    Serving 1 -> 2, TF Serving 2 -> 1 (the rollback), the same on TorchServe, then version 3 and
    version 4 on both (each must be refused with the old version answering throughout).
 
-Per phase and server: requests, failed ones (the goal is 0), p99 before "load requested", during
-the rollout and after it, the time from "load requested" to "switched", which versions answered
-(and whether any answered outside the expected set), the last answer from the old version and the
-first from the new one relative to the switch. Written to reports/rollout-<time>/: rollout.json
-(the typed ``RolloutRun``), report.md, and rollout.png (every answer over time, coloured by the
-version that computed it, with the rollout's steps marked).
+Per phase and server: requests, failed ones (the goal is 0), p99 before the rollout command
+starts, during it (its own start-up included) and after its last step, the time from "load
+requested" to "switched", which versions answered (and whether any answered outside the expected
+set), the last answer from the old version and the first from the new one relative to the switch.
+Written to reports/rollout-<time>/: rollout.json (the typed ``RolloutRun``), report.md, and
+rollout.png (every answer over time, coloured by the version that computed it, with the rollout's
+steps marked).
 """
 
 from __future__ import annotations
@@ -225,6 +226,9 @@ async def run_phase(
     cmd = [sys.executable, "-m", "serving.rollout", "--version", str(phase.version),
            "--servers", ",".join(phase.servers), "--log", str(log_path), *stack.rollout_args]  # fmt: skip
     started = time.monotonic()
+    # "during" starts with the command, not with its first step: the rollout process's own start-up
+    # (Python imports, on the same cores) is part of what a rollout costs the requests in flight.
+    command_wall = time.time()
     proc = await asyncio.create_subprocess_exec(
         *cmd, env={**os.environ, **stack.env}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
@@ -238,7 +242,8 @@ async def run_phase(
         raise RuntimeError(f"the rollout wrote no log (exit {proc.returncode}):\n{output.decode()[-2000:]}")
     log = RolloutLog.from_json(orjson.loads(log_path.read_bytes()))
     samples = run.samples
-    servers = [server_phase(server, phase, log, samples, run.origin_wall) for server in BACKENDS]
+    command_at = command_wall - run.origin_wall
+    servers = [server_phase(server, phase, log, samples, run.origin_wall, command_at) for server in BACKENDS]
     result = PhaseResult(
         repeat=repeat,
         phase=phase.name,
@@ -257,14 +262,15 @@ async def run_phase(
     return result, samples
 
 
-def server_phase(server: str, phase: Phase, log: RolloutLog, samples: list[lean.Sample], origin: float) -> ServerPhase:
-    """``server``'s answers through the phase, split at its "load requested" and at the rollout's end."""
+def server_phase(
+    server: str, phase: Phase, log: RolloutLog, samples: list[lean.Sample], origin: float, command_at: float
+) -> ServerPhase:
+    """``server``'s answers through the phase, split where the rollout command started (``command_at``
+    seconds after the load's origin) and where its last step ended."""
     indices = {ALL_BACKENDS.index(b) for b in BACKENDS[server]}
     ours = [s for s in samples if s.request in indices]
     rolled = server in phase.servers
-    first = log.steps[0].wall - origin if log.steps else math.inf
-    start = log.at(server, Event.LOAD_REQUESTED)
-    begin = start.wall - origin if start is not None else first
+    begin = command_at
     end = max((st.wall - origin for st in log.steps), default=math.inf)
     failed = [s for s in ours if s.status != 200]
     by: dict[str, int] = {}

@@ -71,9 +71,32 @@ ROWS_HINT = (
 )
 
 
+# A form-encoded or multipart body reaches the handler as form fields, not as "body": `curl
+# --data-binary @digit.png` without a Content-Type sends application/x-www-form-urlencoded, whose
+# decoder in the frontend keeps only the pieces it can split at '&' and '=', their names URL-decoded
+# as UTF-8 (bytes that are not UTF-8 become U+FFFD); `curl -F file=@digit.png` sends multipart, a
+# field per file with its bytes intact. So the magic bytes are looked for in both shapes.
+FORM_IMAGE_MARKERS = {"PNG": ("PNG",), "JPEG": ("JFIF", "Exif"), "GIF": ("GIF8",), "WebP": ("WEBP",)}
+
+
 def _image_format(payload: bytes | bytearray | str) -> str | None:
     head = payload[:4].encode("utf-8", "surrogateescape") if isinstance(payload, str) else bytes(payload[:4])
     return next((name for magic, name in IMAGE_SIGNATURES.items() if head.startswith(magic)), None)
+
+
+def form_body(request: dict[str, Any]) -> BadRequest:
+    """What to say about a request that came as form fields (possibly none) instead of a JSON body."""
+    found = (_image_format(v) for v in request.values() if isinstance(v, (bytes, bytearray, str)))
+    image = next((name for name in found if name is not None), None)
+    if image is None:
+        head = "".join(f"{k}={v if isinstance(v, str) else ''}" for k, v in list(request.items())[:2])[:16]
+        image = next((name for name, marks in FORM_IMAGE_MARKERS.items() if any(m in head for m in marks)), None)
+    if image is not None:
+        return BadRequest(f"the body is a {image} image, not rows: {ROWS_HINT}")
+    return BadRequest(
+        "the body came as form data, not JSON (curl --data-binary sends application/x-www-form-urlencoded "
+        f"unless given -H 'Content-Type: application/json'): {ROWS_HINT}"
+    )
 
 
 def parse_rows(payload: Any) -> np.ndarray:
@@ -240,6 +263,8 @@ class MnistHandler:
                     parsed.append(parse_tensor(tensor))
                 else:
                     body = request.get("body") if request.get("body") is not None else request.get("data")
+                    if body is None:
+                        raise form_body(request)
                     parsed.append(parse_rows(body))
             except BadRequest as exc:
                 parsed.append(None)

@@ -16,6 +16,7 @@ from load_tests.runs.rollout import PHASES, server_phase, version_tag
 from serving.rollout.log import Action, Event, RolloutLog, Step
 
 ORIGIN = 1_000.0  # Unix time of the load's offset 0
+COMMAND_AT = 2.5  # the rollout command started 2.5 s into the load, its first step 0.5 s later
 
 
 def _log(ok: bool = True) -> RolloutLog:
@@ -37,24 +38,25 @@ def _log(ok: bool = True) -> RolloutLog:
 
 
 def _samples() -> list[Sample]:
-    """TF Serving (request 0) every 0.1 s for 10 s at 5 ms, answered by 1 until 4.5 s, then by 2; one
-    refusal at 5.0 s; TorchServe (request 1) at 7 ms, always version 1."""
+    """TF Serving (request 0) every 0.1 s for 10 s at 5 ms (15 ms from the command's start to its last
+    step), answered by 1 until 4.5 s, then by 2; one refusal at 5.0 s; TorchServe (request 1) at 7 ms,
+    always version 1."""
     out = []
     for i in range(100):
         t = i / 10
         status, tag = (503, "overloaded") if i == 50 else (200, "1" if t < 4.5 else "2")
-        out.append(Sample(t, 0.1, 5.0 + (10.0 if 30 <= i < 75 else 0.0), status, 0, tag, True))
+        out.append(Sample(t, 0.1, 5.0 + (10.0 if 25 <= i < 75 else 0.0), status, 0, tag, True))
         out.append(Sample(t + 0.05, 0.1, 7.0, 200, 1, "1", True))
     return out
 
 
 def test_a_rolled_server_splits_at_its_own_steps() -> None:
-    s = server_phase("tfserving", PHASES[0], _log(), _samples(), ORIGIN)
+    s = server_phase("tfserving", PHASES[0], _log(), _samples(), ORIGIN, COMMAND_AT)
     assert (s.rolled, s.requests, s.failed, s.failed_by) == (True, 100, 1, {"overloaded": 1})
     assert s.versions == {"1": 45, "2": 54}
     assert s.unexpected_versions == 0
-    assert s.p99_before_ms == pytest.approx(5.0)  # offsets < 3.0 s
-    assert s.p99_during_ms == pytest.approx(15.0)  # 3.0 s <= offset < 7.5 s (the last step)
+    assert s.p99_before_ms == pytest.approx(5.0)  # 1.0 s (warm-up) <= offset < 2.5 s (the command)
+    assert s.p99_during_ms == pytest.approx(15.0)  # 2.5 s <= offset < 7.5 s (the last step)
     assert s.p99_after_ms == pytest.approx(5.0)
     assert s.time_to_serving_s == pytest.approx(1.0)
     assert s.old_last_after_switch_s == pytest.approx(4.4 + 0.015 - 4.0)
@@ -62,11 +64,11 @@ def test_a_rolled_server_splits_at_its_own_steps() -> None:
 
 
 def test_the_neighbour_keeps_what_it_serves_and_a_refused_version_is_unexpected() -> None:
-    neighbour = server_phase("torchserve", PHASES[0], _log(), _samples(), ORIGIN)
+    neighbour = server_phase("torchserve", PHASES[0], _log(), _samples(), ORIGIN, COMMAND_AT)
     assert (neighbour.rolled, neighbour.requests, neighbour.failed, neighbour.unexpected_versions) == (False, 100, 0, 0)
     assert neighbour.time_to_serving_s is None and neighbour.old_last_after_switch_s is None
     # A bad version must never answer: on a refused rollout only the old version is expected.
-    bad = server_phase("tfserving", PHASES[4], _log(ok=False), _samples(), ORIGIN)
+    bad = server_phase("tfserving", PHASES[4], _log(ok=False), _samples(), ORIGIN, COMMAND_AT)
     assert bad.unexpected_versions == 54
 
 
@@ -84,7 +86,7 @@ def _run(failed_tf: bool = False) -> RolloutRun:
         server = phase.servers[0]
         log = _log()
         samples = _samples()
-        servers = [server_phase(s, phase, log, samples, ORIGIN) for s in ("tfserving", "torchserve")]
+        servers = [server_phase(s, phase, log, samples, ORIGIN, COMMAND_AT) for s in ("tfserving", "torchserve")]
         for s in servers:
             if s.server == server:
                 s.time_to_serving_s = 1.0 if server == "tfserving" else 8.0 + i
