@@ -29,6 +29,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -36,7 +37,9 @@ import orjson
 from load_tests.contracts import SLO_MS
 from load_tests.generator import lean
 from load_tests.measure.cpu import pin, pinning, server_cpu_s
-from load_tests.stats import mean_ci95
+from load_tests.reports.bench import BenchReport, finish
+from load_tests.runs.harness import folder
+from load_tests.stats import MAX_LAG_IMPACT_SHARE_OF_SLO, mean_ci95
 from serving.native.process import exit_on_sigterm
 from serving.native.settings import ServingPorts
 from serving.native.stack import running
@@ -136,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=REPEATS)
     p.add_argument("--capacity", type=float, default=0.0, help="skip the capacity steps: use this (req/s)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    p.add_argument("--out", type=Path, default=None, help="report folder (default: reports/overload-<time>)")
     args = p.parse_args(argv)
     exit_on_sigterm()
     import uvloop
@@ -162,10 +166,52 @@ def main(argv: list[str] | None = None) -> int:
         "load_avg_after": Path("/proc/loadavg").read_text().split()[:3],
         "pinning": "generator apart" if pinning() else "none: < 4 cores, the generator shares them",
     }
-    print(_report(figures, args.slo_ms))
+    text, verdict = _report(figures, args.slo_ms)
+    print(text)
     if args.json:
         args.json.write_bytes(orjson.dumps(figures, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    finish(
+        folder(args.out, "overload-"),
+        BenchReport(
+            title="The gateway offered more than it holds (`make bench-overload`)",
+            verdict=verdict,
+            body=["```", text.strip("\n"), "```"],
+            figures=figures,
+        ),
+        lambda png: _plot(figures, png),
+    )
     return 0
+
+
+def _plot(f: dict[str, Any], png: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    from load_tests.reports import plots  # noqa: F401  (the Agg backend)
+
+    fig, (good, lat) = plt.subplots(1, 2, figsize=(10, 3.8))
+    steps, runs = f["steps"], f["runs"]
+    for rows, marker, label in ((steps, "o", "capacity search"), (runs, "s", "overload repeats")):
+        if not rows:
+            continue
+        x = [r["rate"] for r in rows]
+        good.scatter(x, [r["goodput"] for r in rows], marker=marker, label=f"goodput, {label}")
+        good.scatter(x, [r["refused_per_s"] for r in rows], marker=marker, facecolors="none", edgecolors="red",
+                     label=f"refused/s, {label}")  # fmt: skip
+        lat.scatter(x, [r["admitted_p99_ms"] for r in rows], marker=marker, label=f"admitted p99, {label}")
+        lat.scatter(x, [r["refused_p99_ms"] for r in rows], marker=marker, facecolors="none", edgecolors="red",
+                    label=f"refusal p99, {label}")  # fmt: skip
+    good.axhline(f["capacity"], color="grey", linestyle=":", label="capacity")
+    lat.axhline(f["slo_ms"], color="grey", linestyle=":", label="SLO")
+    good.set_ylabel("per second")
+    lat.set_ylabel("ms")
+    lat.set_yscale("log")
+    for ax in (good, lat):
+        ax.set_xlabel("offered rate (req/s, open loop)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
 
 
 async def _measure(args: argparse.Namespace, port: int, request: bytes) -> dict[str, object]:
@@ -209,7 +255,8 @@ async def _measure(args: argparse.Namespace, port: int, request: bytes) -> dict[
             "summary": summary}  # fmt: skip
 
 
-def _report(f: dict[str, object], slo_ms: float) -> str:
+def _report(f: dict[str, Any], slo_ms: float) -> tuple[str, list[str]]:
+    """The figures in words, and the verdict: whether the generator moved them, then each goal."""
     s = f["summary"]
     assert isinstance(s, dict)
     share, p99, refusals = s["goodput_share_of_capacity"], s["admitted_p99_ms"], s["refused_p99_ms"]
@@ -223,6 +270,15 @@ def _report(f: dict[str, object], slo_ms: float) -> str:
     ]
     if not refused_any:
         verdicts.append(("the offered load overloaded the gateway (nothing was refused: raise --factor)", False))
+    lag = max((r["send_lag_p99_ms"] for r in runs), default=math.nan)
+    limit = MAX_LAG_IMPACT_SHARE_OF_SLO * slo_ms
+    validity = (
+        f"VERDICT: valid: the generator's send lag p99 was at most {lag:.2f} ms (limit {limit:.2f} ms, "
+        f"{MAX_LAG_IMPACT_SHARE_OF_SLO:.0%} of the SLO; latency counts from the intended send time)"
+        if lag <= limit
+        else f"VERDICT: NOT valid: the generator's send lag p99 reached {lag:.2f} ms (limit {limit:.2f} ms): the "
+        "generator, not only the gateway, was short of CPU"
+    )
     lines = [
         "",
         f"overload through the gateway to TorchServe: capacity {f['capacity']:,.0f} req/s, offered {f['offered']:,.0f}",
@@ -230,9 +286,9 @@ def _report(f: dict[str, object], slo_ms: float) -> str:
         f"  admitted p99 {p99['mean']:.1f} ms (95 % CI {p99['ci95'][0]:.1f}-{p99['ci95'][1]:.1f})",
         f"  refusals p99 {refusals['mean']:.2f} ms (95 % CI {refusals['ci95'][0]:.2f}-{refusals['ci95'][1]:.2f})",
         f"  machine: {f['machine']}",
-        "verdict: " + "; ".join(f"{name}: {'met' if ok else 'NOT met'}" for name, ok in verdicts),
     ]
-    return "\n".join(lines)
+    verdict = [validity, "VERDICT: " + "; ".join(f"{name}: {'met' if ok else 'NOT met'}" for name, ok in verdicts)]
+    return "\n".join(lines), verdict
 
 
 if __name__ == "__main__":

@@ -12,8 +12,10 @@ import contextlib
 import tempfile
 from pathlib import Path
 
-from benchmarks.runner import run, table
+from benchmarks.runner import Result, run, table
 from benchmarks.targets import server_targets
+from load_tests.reports.bench import BenchReport, finish
+from load_tests.runs.harness import folder
 from serving.native.process import exit_on_sigterm
 from serving.native.settings import ServingPorts
 from serving.native.stack import ServingStack, running
@@ -26,6 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--concurrency", default="1,8,32", help="comma-separated client counts (default: %(default)s)")
     p.add_argument("--duration", type=float, default=10.0, help="measured seconds per run (default: %(default)s)")
     p.add_argument("--use-running", action="store_true", help="benchmark servers already started by `make serve`")
+    p.add_argument("--out", type=Path, default=None, help="report folder (default: reports/servers-<time>)")
     args = p.parse_args(argv)
     exit_on_sigterm()
     levels = [int(c) for c in args.concurrency.split(",")]
@@ -47,6 +50,83 @@ def main(argv: list[str] | None = None) -> None:
                 print(table(results[-1:]).splitlines()[1], flush=True)
         print()
         print(table(results))
+    finish(folder(args.out, "servers-"), report(results, impl, args.duration), lambda png: plot(results, png))
+
+
+def verdict(results: list[Result]) -> list[str]:
+    """Whether the figures hold (failures), what they are (closed loop, one run), and what they show."""
+    failed = [r for r in results if r.failures]
+    lines = [
+        f"  {r.target} at {r.concurrency} users: {r.failures} of {r.failures + len(r.latencies_us)} requests failed"
+        for r in failed
+    ]
+    lines.append(
+        ("VERDICT: not valid where requests failed (above); " if failed else "VERDICT: every request answered right; ")
+        + "closed loop (each user waits for its answer, so the rate is what the servers gave, not an arrival "
+        "rate) and one run per level with no interval: a first look, not a ranking (make compare ranks, with "
+        "intervals)"
+    )
+    for users in sorted({r.concurrency for r in results}):
+        at = [r for r in results if r.concurrency == users]
+        lines.append(f"  {users} users: " + "; ".join(
+            f"{r.target} {r.rps:,.0f} req/s, p50 {r.pct(50) / 1e3:.2f} ms, p99 {r.pct(99) / 1e3:.2f} ms" for r in at
+        ))  # fmt: skip
+    return lines
+
+
+def report(results: list[Result], impl: str, duration: float) -> BenchReport:
+    return BenchReport(
+        title="Each server hit directly, closed loop (`make bench-servers`)",
+        verdict=verdict(results),
+        body=[
+            f"TF Serving: {impl}; one 1x784 request body; {duration:.0f} s per run after warm-up.",
+            "",
+            "```",
+            table(results),
+            "```",
+        ],
+        figures={
+            "tfserving": impl,
+            "duration_s": duration,
+            "runs": [
+                {
+                    "target": r.target,
+                    "users": r.concurrency,
+                    "rps": r.rps,
+                    "p50_us": r.pct(50),
+                    "p90_us": r.pct(90),
+                    "p99_us": r.pct(99),
+                    "failures": r.failures,
+                }
+                for r in results
+            ],
+        },
+    )
+
+
+def plot(results: list[Result], png: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    from load_tests.reports import plots  # noqa: F401  (the Agg backend)
+
+    fig, (lat, rps) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for name in dict.fromkeys(r.target for r in results):
+        mine = [r for r in results if r.target == name]
+        users = [r.concurrency for r in mine]
+        line = lat.plot(users, [r.pct(50) / 1e3 for r in mine], marker="o", label=f"{name} p50")[0]
+        lat.plot(users, [r.pct(99) / 1e3 for r in mine], marker="^", linestyle="--", color=line.get_color(),
+                 label=f"{name} p99")  # fmt: skip
+        rps.plot(users, [r.rps for r in mine], marker="o", label=name)
+    lat.set_ylabel("latency (ms)")
+    rps.set_ylabel("answers per second")
+    for ax in (lat, rps):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("concurrent users (closed loop)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

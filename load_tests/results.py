@@ -636,3 +636,73 @@ class RolloutRun:
         return all(
             p.rollout_ok == p.expect_ok and all(s.unexpected_versions == 0 for s in p.servers) for p in self.phases
         )
+
+
+# ---- make compare (load_tests/runs/compare.py) -----------------------------------------------------
+
+
+@dataclass
+class CompareCell:
+    """One target at one offered rate, over the blocks: medians of its valid points, with intervals."""
+
+    target: str
+    rate: float
+    points: int
+    valid: int
+    p50_ms: Estimate
+    p99_ms: Estimate
+    floor: str | None = None  # the floor it matches (None: it is a floor)
+    p50_over_floor: Estimate | None = None  # paired within blocks
+    p99_over_floor: Estimate | None = None
+
+
+@dataclass
+class CompareRatio:
+    """``a`` over ``b`` at one rate, paired within blocks, and what its interval says."""
+
+    rate: float
+    a: str
+    b: str
+    p50: Estimate
+    p99: Estimate
+    verdict: str
+
+
+@dataclass
+class CompareRun:
+    """What ``make compare`` hands back and writes as compare.json."""
+
+    started: str
+    seconds: float
+    rates: list[float]
+    blocks: int
+    targets: list[str]
+    slo_ms: float  # the guard's reference (its send-lag limit is a share of it); no SLO is judged
+    point: PointSettings
+    guard: GuardLimits
+    stopped: str
+    environment: Environment
+    source: Source
+    cells: list[CompareCell]
+    ratios: list[CompareRatio]
+    points: list[PointRecord]
+    verdict: list[str]  # the lines the command ends with, computed from the above
+
+
+def _compare_adapter() -> Any:
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(CompareRun)
+
+
+def write_compare(run: CompareRun, folder: Path) -> Path:
+    path = folder / "compare.json"
+    path.write_bytes(bytes(_compare_adapter().dump_json(run, indent=2)) + b"\n")
+    return path
+
+
+def read_compare(folder: Path) -> CompareRun:
+    import orjson
+
+    run: CompareRun = _compare_adapter().validate_python(orjson.loads((folder / "compare.json").read_bytes()))
+    return run

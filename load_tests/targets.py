@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from mnist_serving import ports
+from mnist_serving.oip import MODEL_OF_BACKEND
 from mnist_serving.ports import local_address, local_url
 from mnist_serving.spec import (
     ONNX_MODEL_NAME,
@@ -28,7 +29,7 @@ from mnist_serving.spec import (
     TORCHSERVE_PREDICTIONS_METHOD,
 )
 
-Payload = Literal["json", "png", "tensor"]
+Payload = Literal["json", "png", "tensor", "v2"]  # v2: an Open Inference Protocol JSON body
 Protocol = Literal["rest", "grpc"]
 FLOOR_PATH = "/predict"  # load_tests/servers/floor.py: the same JSON contract as the servers' REST routes
 
@@ -131,6 +132,10 @@ TARGETS = [
            backend="torchserve", via_gateway=True, floor=TS_FLOOR),
     Target("gateway-torchserve-onnx", "GatewayTorchServeOnnxUser", *GW, "/v1/predict?backend=torchserve-onnx",
            backend="torchserve-onnx", via_gateway=True, floor=ONNX_FLOOR),
+    # The Open Inference Protocol route (KServe v2), what Triton's and KServe's clients send.
+    Target("gateway-v2-torchserve", "GatewayV2TorchServeUser", *GW,
+           f"/v2/models/{MODEL_OF_BACKEND['torchserve']}/infer", payload="v2", backend="torchserve",
+           via_gateway=True, floor=TS_FLOOR),
     # `auto`: the gateway's routing policy with fallback (the chaos run's target); backend=None: it may be either.
     Target("gateway-auto", "GatewayAutoUser", *GW, "/v1/predict?backend=auto", via_gateway=True),
     Target("gateway-image", "GatewayImageUser", *GW, "/v1/predict/image?backend=tfserving", payload="png"),

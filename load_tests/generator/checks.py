@@ -15,12 +15,15 @@ def problem(body: bytes, *, compare: bool = False) -> str | None:
     return answer(body, compare=compare)[0]
 
 
-def answer(body: bytes, *, compare: bool = False) -> tuple[str | None, str]:
-    """(``problem``'s verdict, the gateway's ``backend`` field or ""), from one parse."""
+def answer(body: bytes, *, compare: bool = False, v2: bool = False) -> tuple[str | None, str]:
+    """(``problem``'s verdict, the gateway's ``backend`` field or ""), from one parse; ``v2``: an Open
+    Inference Protocol answer (its model name says the backend)."""
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError:
         return "response is not JSON", ""
+    if v2:
+        return _v2(payload)
     if compare:
         results = payload.get("results", {}) if isinstance(payload, dict) else {}
         if len(results) < 2:
@@ -32,6 +35,23 @@ def answer(body: bytes, *, compare: bool = False) -> tuple[str | None, str]:
         return None, ""
     backend = payload.get("backend", "") if isinstance(payload, dict) else ""
     return _one(payload), backend if isinstance(backend, str) else ""
+
+
+def _v2(payload: Any) -> tuple[str | None, str]:
+    from mnist_serving.oip import MODELS, PROBABILITIES
+
+    if not isinstance(payload, dict) or not isinstance(payload.get("outputs"), list):
+        return "answer has no outputs list", ""
+    if "error" in payload:
+        return f"error answer: {payload['error']}", ""
+    backend = MODELS.get(str(payload.get("model_name")), "")
+    out = next((o for o in payload["outputs"] if isinstance(o, dict) and o.get("name") == PROBABILITIES), None)
+    data = out.get("data") if out else None
+    if not isinstance(data, list) or len(data) != 10:
+        return f"{PROBABILITIES} are not 1x10", backend
+    if not math.isclose(sum(data), 1.0, abs_tol=PROBABILITY_SUM_TOLERANCE):
+        return f"probabilities sum to {sum(data):.6f}", backend
+    return None, backend
 
 
 def _one(payload: Any) -> str | None:

@@ -70,8 +70,9 @@ class _HttpMixin:
     client: Any
 
     def _setup_payloads(self) -> None:
-        start = _start_offset(self, len(payloads.json_bodies()))
-        self._bodies = itertools.islice(itertools.cycle(payloads.json_bodies()), start, None)
+        bodies = payloads.v2_bodies() if self.target.payload == "v2" else payloads.json_bodies()
+        start = _start_offset(self, len(bodies))
+        self._bodies = itertools.islice(itertools.cycle(bodies), start, None)
         self._pngs = itertools.islice(itertools.cycle(payloads.png_files()), start, None)
 
     def _post(self, intended: float | None = None, context: dict[str, Any] | None = None) -> Answer:
@@ -88,7 +89,7 @@ class _HttpMixin:
             if code != 200:
                 r.failure(f"HTTP {code}: {(r.text or '')[:200]}")
                 return Answer(False, code=code)
-            issue, backend = checks.answer(r.content or b"", compare=t.compare)
+            issue, backend = checks.answer(r.content or b"", compare=t.compare, v2=t.payload == "v2")
             if issue:
                 r.failure(issue)
                 return Answer(False, code=code)
@@ -128,7 +129,7 @@ class _LeanHttpMixin(_HttpMixin):
             if code != 200:
                 exc, answer = AssertionError(f"HTTP {code}: {content[:200]!r}"), Answer(False, code=code)
             else:
-                issue, backend = checks.answer(content, compare=t.compare)
+                issue, backend = checks.answer(content, compare=t.compare, v2=t.payload == "v2")
                 if issue:
                     exc, answer = AssertionError(issue), Answer(False, code=code)
                 else:
@@ -213,7 +214,8 @@ def _closed(target: Target) -> type[User]:
 
 
 def _open(target: Target) -> type[User]:
-    lean = _LeanHttpMixin if target.payload == "json" else _HttpMixin  # multipart uploads keep Locust's session
+    # multipart uploads keep Locust's session
+    lean = _LeanHttpMixin if target.payload in ("json", "v2") else _HttpMixin
     mixin: type = _GrpcMixin if target.protocol == "grpc" else lean
     bases: tuple[type, ...] = (OpenLoopUser, FastHttpUser) if mixin is _HttpMixin else (OpenLoopUser,)
 

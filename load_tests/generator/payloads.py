@@ -27,6 +27,18 @@ def json_bodies() -> list[bytes]:
 
 
 @cache
+def v2_bodies() -> list[bytes]:
+    """One Open Inference Protocol (KServe v2) request per digit: an FP32 [1, 784] input."""
+    from mnist_serving.oip import INPUT
+
+    rows, _ = digits()
+    return [
+        orjson.dumps({"inputs": [{"name": INPUT, "shape": [1, row.size], "datatype": "FP32", "data": row.tolist()}]})
+        for row in rows
+    ]
+
+
+@cache
 def png_files() -> list[bytes]:
     rows, _ = digits()
     out = []

@@ -101,6 +101,20 @@ def analyse(table: dict[str, np.ndarray], events: Mapping[str, float | None], vi
     return result
 
 
+GOALS = {
+    "failed_share": f"fewer than {MAX_FAILED_SHARE:.1%} of requests failed",
+    "none_after_breaker": "none failed once the killed server's circuit was open",
+}
+
+
+def verdict(r: dict[str, Any]) -> list[str]:
+    """The run's last lines: each goal met or not, with the figure it is judged on."""
+    return [
+        f"VERDICT: {r['failed']} of {r['requests']:,} requests failed ({r['failed_share']:.3%}); "
+        + "; ".join(f"{GOALS[k]}: {'met' if ok else 'NOT met'}" for k, ok in r["goals"].items())
+    ]
+
+
 def _s(v: float | None, spec: str = ".2f") -> str:
     return "never" if v is None else f"{v:{spec}} s"
 

@@ -47,8 +47,6 @@ def comparison(results: list[RunResult]) -> list[str]:
     return lines if len(lines) > 2 else ["(run both a server and its gateway target to compare)"]
 
 
-
-
 def _user_axis(ax: Any, levels: list[int]) -> None:
     ax.set_xscale("log", base=2)
     ax.set_xticks(levels)
@@ -91,11 +89,24 @@ def plot(results: list[RunResult], out: Path) -> list[str]:
     return ["latency.png", "throughput.png"]
 
 
+def verdict(results: list[RunResult]) -> list[str]:
+    """The run's last lines: failures first (a level with failures is not valid), then what it is."""
+    failed = [r for r in results if r.failures]
+    return [
+        *(f"  {r.target} at {r.users} users: {r.failures} failures" for r in failed),
+        ("VERDICT: not valid where requests failed (above); " if failed else "VERDICT: no request failed; ")
+        + "closed loop, one run per level, no interval: a quick look, not a capacity figure or a ranking "
+        "(make load and make compare measure open loop, with intervals)",
+    ]
+
+
 def write(out: Path, results: list[RunResult], env: dict[str, Any], duration: float, warmup: float) -> Path:
     pngs = plot(results, out)
     head = " | ".join(f"p{q} µs" for q in PERCENTILES)
     lines = [
         "# Load test report (closed loop)",
+        "",
+        *(f"**{v}**" if v.startswith("VERDICT") else f"- {v.strip()}" for v in verdict(results)),
         "",
         "A quick look: closed-loop users send as soon as their answer arrives, so the throughput here is set by "
         "the user count and the load generator as much as by the server. For capacity figures use `make load` "

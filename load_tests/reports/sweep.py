@@ -31,11 +31,35 @@ class Method:
 
 
 def best_per_server(entries: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each server's configuration with the highest QPS@SLO among those whose point at that QPS held
+    the guard: a figure the generator moved is not a candidate. A server with none has no best
+    (``without_valid`` names it)."""
     return {
-        s: max((e for e in entries if e["server"] == s), key=lambda e: e["qps"])
+        s: max((e for e in entries if e["server"] == s and e["valid"]), key=lambda e: e["qps"])
         for s in SERVERS
-        if any(e["server"] == s for e in entries)
+        if any(e["server"] == s and e["valid"] for e in entries)
     }
+
+
+def sweep_verdict(entries: list[dict[str, Any]], confirmed: dict[str, dict[str, Any]]) -> list[str]:
+    """The sweep's last lines: how many configurations held the guard, each server's best among them."""
+    valid = sum(1 for e in entries if e["valid"])
+    lines = [f"VERDICT: {valid} of {len(entries)} configurations valid (the guard held at their QPS@SLO point)"]
+    for s, e in best_per_server(entries).items():
+        again = confirmed.get(s)
+        lines.append(
+            f"  {s}: best max batch {e['max_batch']}, delay {e['delay_ms']} ms, {e['qps']:,.0f} req/s in the sweep"
+            + (f"; re-measured {again['qps']:,.0f} (95 % CI {again['ci95'][0]:,.0f}-{again['ci95'][1]:,.0f})"
+               if again else "")
+        )  # fmt: skip
+    lines += [f"  {s}: no valid configuration, no best" for s in without_valid(entries)]
+    return lines
+
+
+def without_valid(entries: list[dict[str, Any]]) -> list[str]:
+    """The servers swept whose every configuration tripped the guard."""
+    return [s for s in SERVERS if any(e["server"] == s for e in entries) and not any(
+        e["server"] == s and e["valid"] for e in entries)]  # fmt: skip
 
 
 def _ratio(a: float | None, b: float | None) -> str:
@@ -82,8 +106,10 @@ def gpu_rows(env: dict[str, Any]) -> list[str]:
         for name, (loses_at, wins_at) in gpu_wins_from(inproc_table(medians)).items():
             lines.append(
                 f"- In-process, **{name}** beats every CPU runtime at {wins_at} rows per forward pass"
-                + (f" (not at {loses_at})" if loses_at else "") + "; compare the served figures with a CPU sweep."
-                if wins_at else f"- In-process, **{name}** never beats the CPU runtimes measured."
+                + (f" (not at {loses_at})" if loses_at else "")
+                + "; compare the served figures with a CPU sweep."
+                if wins_at
+                else f"- In-process, **{name}** never beats the CPU runtimes measured."
             )
     return lines
 
@@ -136,7 +162,9 @@ def write(
             f"{e['low_p99_ms']:.2f} | {'ok' if e['valid'] else 'tripped'} |"
         )
     best = best_per_server(entries)
-    lines += ["", "**Each server's best in the sweep** (highest single draw; biased upward):", ""]
+    lines += ["", "**Each server's best in the sweep** (highest single draw among valid points; biased upward):", ""]
+    for s in without_valid(entries):
+        lines.append(f"- {s}: **none**: every configuration's point tripped the generator guard, so none is ranked")
     for s, e in best.items():
         lines.append(
             f"- {s}: max batch {e['max_batch']}, delay {e['delay_ms']} ms → {e['qps']:,.0f} req/s at the SLO, "
@@ -181,5 +209,3 @@ def write(
     doc = {"entries": entries, "confirmed": confirmed or {}, "method": asdict(method), "environment": env}
     (out / "sweep.json").write_text(json.dumps(doc, indent=1, default=str))
     return path
-
-

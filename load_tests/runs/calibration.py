@@ -20,6 +20,7 @@ from load_tests import stats
 from load_tests.contracts import SENDERS, SLO_MS, SPIN_SENDER_US
 from load_tests.measure import point as measure
 from load_tests.measure.point import PointConfig, run_point
+from load_tests.reports import generator as report
 from load_tests.runs import harness
 from load_tests.targets import BY_NAME
 
@@ -81,6 +82,7 @@ def bench(args: argparse.Namespace) -> int:
             held = p.failed == 0 and (row["generator_cpu_share"] or 0) <= stats.MAX_GENERATOR_CPU_SHARE
             if not rates and held and args.more and rate * 2 <= args.max_rate:
                 rates.append(rate * 2)
+    lines = report.verdict(rows)
     (out / "generator.json").write_bytes(
         orjson.dumps(
             {
@@ -89,11 +91,13 @@ def bench(args: argparse.Namespace) -> int:
                 "priority": measure.priority_of(args.priority),
                 "load_avg_before": s.environment.load_avg_before,
                 "rates": rows,
+                "verdict": lines,
             },
             option=orjson.OPT_INDENT_2,
         )
     )
-    print(f"written: {out / 'generator.json'}")
+    print(f"written: {out / 'generator.json'}, {report.write(out)}")
+    print("\n".join(lines))
     return 0
 
 

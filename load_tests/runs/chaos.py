@@ -329,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"chaos ({where}): {r['failed']} of {r['requests']:,} failed ({r['failed_share']:.3%}); failover "
           f"{r['failover_s']} s; READY again {r['ready_again_s']} s; back in rotation {r['back_in_rotation_s']} s "
           f"-> {out / f'chaos-{where}.md'}")  # fmt: skip
+    print("\n".join(report.verdict(r)))
     return 0 if all(r["goals"].values()) else 1
 
 

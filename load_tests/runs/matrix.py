@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
     path = report.write(out, results, s.environment_dict(), args.duration, args.warmup)
     print(f"report: {path}")
+    print("\n".join(report.verdict(results)))
     return 1 if any(r.failures for r in results) else 0
 
 

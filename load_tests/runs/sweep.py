@@ -34,7 +34,7 @@ from load_tests import stats
 from load_tests.contracts import SLO_MS
 from load_tests.measure import machine
 from load_tests.measure.point import PointConfig, run_point
-from load_tests.reports.sweep import SERVERS, Method, best_per_server, write
+from load_tests.reports.sweep import SERVERS, Method, best_per_server, sweep_verdict, write
 from load_tests.runs import harness
 from load_tests.targets import BY_NAME, TF_LEAN, TS_LEAN, Endpoints, Target
 
@@ -344,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     path = write(out, entries, env, method, confirmed)
     print(f"report: {path}")
+    print("\n".join(sweep_verdict(entries, confirmed)))
     return 0
 
 

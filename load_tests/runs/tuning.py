@@ -132,7 +132,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     out = args.out or Path(tempfile.mkdtemp(prefix="bench-tuning-"))
     state_before = machine_state()  # the load average before the servers start
     variants = [v for v in VARIANTS if v.name in args.variants]
-    rows: dict[tuple[str, float], list[dict[str, float]]] = {}
+    rows: dict[tuple[str, float], list[dict[str, Any]]] = {}
     with contextlib.ExitStack() as stack:
         servers: dict[str, tuple[str, psutil.Process, Path]] = {}
         for variant in variants:
@@ -171,7 +171,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
                     cpu_us = cpu_s / n * 1e6 if n else math.nan
                     rows.setdefault((name, rate), []).append(
                         {"p50_ms": point.p50_ms, "p99_ms": point.p99_ms, "failed": point.failed,
-                         "cpu_us_per_req": cpu_us}
+                         "cpu_us_per_req": cpu_us, "valid": point.valid, "reasons": list(point.invalid)}
                     )  # fmt: skip
                     print(f"  repeat {repeat + 1} {rate:5.0f}/s {name:14}: p50 {point.p50_ms:6.2f} ms, "
                           f"p99 {point.p99_ms:6.2f} ms, {cpu_us:7.0f} µs CPU/req, {point.failed} failed",
@@ -192,7 +192,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def _mean(pts: list[dict[str, float]], key: str) -> tuple[float, float]:
+def _mean(pts: list[dict[str, Any]], key: str) -> tuple[float, float]:
     """Mean and half the range over the repeats."""
     values = np.asarray([p[key] for p in pts], dtype=float)
     return float(values.mean()), float((values.max() - values.min()) / 2)
@@ -240,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--artifacts", type=Path, default=Path("artifacts"))
     p.add_argument("--out", type=Path, default=None, help="run folder (default: a temporary one)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    p.add_argument("--report", type=Path, default=None, help="report folder (default: reports/tuning-<time>)")
     args = p.parse_args(argv)
     from serving.native.process import exit_on_sigterm
 
@@ -247,7 +248,61 @@ def main(argv: list[str] | None = None) -> int:
     result = bench(args)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
+    from load_tests.reports.bench import BenchReport, finish
+
+    report = BenchReport(
+        title="TorchServe's tuning, each choice measured (`make bench-tuning`)",
+        verdict=verdict(result),
+        body=[table(result), "", "± is half the range over the repeats; one run on one machine: compare within it."],
+        figures=result,
+    )
+    finish(harness.folder(args.report, "tuning-"), report, lambda png: plot(result, png))
     return 0
+
+
+def verdict(result: dict[str, Any]) -> list[str]:
+    """Whether the points held the guard, then what the tuning did to CPU per request and p50 at each rate."""
+    pts = [p for v in result["points"].values() for p in v]
+    bad = [p for p in pts if not p.get("valid", True) or p["failed"]]
+    lines = [
+        f"VERDICT: {len(pts) - len(bad)} of {len(pts)} points valid"
+        + (f"; {len(bad)} tripped the generator guard or had failures (kept in the means)" if bad else "")
+    ]
+    if "before" not in result["variants"] or "tuned" not in result["variants"]:
+        return lines
+    for rate in result["rates"]:
+        before, tuned = result["points"][f"before@{rate:.0f}"], result["points"][f"tuned@{rate:.0f}"]
+        (cb, rb), (ct, rt) = _mean(before, "cpu_us_per_req"), _mean(tuned, "cpu_us_per_req")
+        apart = abs(ct - cb) > rb + rt
+        lines.append(
+            f"  {rate:,.0f}/s: tuned {ct / cb:.2f}x before's CPU per request ({ct:,.0f} vs {cb:,.0f} µs; the ranges "
+            + ("are apart)" if apart else "overlap: not a measured difference)")
+        )
+    return lines
+
+
+def plot(result: dict[str, Any], png: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    from load_tests.reports import plots  # noqa: F401  (the Agg backend)
+
+    names = [*result["variants"], "floor"]
+    fig, (cpu, p50) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for i, rate in enumerate(result["rates"]):
+        x = np.arange(len(names)) + i * 0.8 / len(result["rates"])
+        for ax, key in ((cpu, "cpu_us_per_req"), (p50, "p50_ms")):
+            m = [_mean(result["points"][f"{v}@{rate:.0f}"], key) for v in names]
+            ax.bar(x, [a for a, _ in m], width=0.8 / len(result["rates"]), yerr=[r for _, r in m], capsize=2,
+                   label=f"{rate:,.0f}/s")  # fmt: skip
+    for ax, label in ((cpu, "CPU µs per request"), (p50, "p50 (ms)")):
+        ax.set_xticks(np.arange(len(names)) + 0.4 - 0.4 / len(result["rates"]))
+        ax.set_xticklabels(names, rotation=30, ha="right", fontsize=7)
+        ax.set_ylabel(label)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -53,3 +53,7 @@ def test_goals_fail_when_failures_continue_after_the_breaker(tmp_path: Path) -> 
                                                "result": r, "plot": chaos.plot(table, r, 20.0, tmp_path / "c.png")}}))  # fmt: skip
     assert "**not met**" in text and "| outage" in text and "![c.png](c.png)" in text
     assert (tmp_path / "c.png").read_bytes().startswith(b"\x89PNG")
+    assert chaos.verdict(r) == [
+        f"VERDICT: {r['failed']} of {r['requests']:,} requests failed ({r['failed_share']:.3%}); fewer than 0.5% of "
+        "requests failed: NOT met; none failed once the killed server's circuit was open: NOT met"
+    ]

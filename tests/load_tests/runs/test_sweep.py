@@ -63,8 +63,8 @@ def test_torchserve_config_matches_the_tf_one(tmp_path: Path) -> None:
     assert config.without(written, "models") == config.without(config.read(), "models")
 
 
-def _entry(server: str, batch: int, delay: int, qps: float) -> dict[str, object]:
-    return {"server": server, "max_batch": batch, "delay_ms": delay, "qps": qps, "valid": False,
+def _entry(server: str, batch: int, delay: int, qps: float, valid: bool = True) -> dict[str, object]:
+    return {"server": server, "max_batch": batch, "delay_ms": delay, "qps": qps, "valid": valid,
             "low_p50_ms": 4.0 + delay, "low_p99_ms": 9.0 + delay}  # fmt: skip
 
 
@@ -113,3 +113,21 @@ def test_a_gpu_sweep_without_a_gpu_says_so_and_measures_nothing(tmp_path: Path) 
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == EXIT_NO_GPU and "needs an NVIDIA GPU with CUDA" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr and not (tmp_path / "s").exists()
+
+
+def test_a_best_is_picked_among_valid_configurations_only(tmp_path: Path) -> None:
+    """The guard tripped at the highest draw: it is not a candidate; a server with no valid one has no best."""
+    entries = [_entry("tfserving", 8, 1, 700.0), _entry("tfserving", 32, 2, 900.0, valid=False),
+               _entry("torchserve", 8, 2, 300.0, valid=False)]  # fmt: skip
+    assert {s: e["max_batch"] for s, e in sweep_report.best_per_server(entries).items()} == {"tfserving": 8}
+    assert sweep_report.without_valid(entries) == ["torchserve"]
+    assert sweep_report.sweep_verdict(entries, {}) == [
+        "VERDICT: 1 of 3 configurations valid (the guard held at their QPS@SLO point)",
+        "  tfserving: best max batch 8, delay 1 ms, 700 req/s in the sweep",
+        "  torchserve: no valid configuration, no best",
+    ]
+    method = sweep_report.Method(slo_ms=10.0, tolerance=0.1, low_rate=100.0, executors=1, max_batch=(1, 8, 32),
+                                 seconds=60.0)  # fmt: skip
+    env = {"tfserving": "stand-in", "cpu": "test", "cores": 2, "git_commit": "abc"}
+    text = sweep_report.write(tmp_path, entries, env, method, {}).read_text()
+    assert "- torchserve: **none**: every configuration's point tripped the generator guard" in text
