@@ -89,7 +89,7 @@ gpu-report: $(ARTIFACTS)/manifest.json ## on an NVIDIA GPU machine: GPU vs CPU, 
 load-sweep: $(ARTIFACTS)/manifest.json ## batching sweep per server (max batch x delay), both bests re-measured 3x (~40 min) -> reports/sweep-<time>/
 	$(PY) -m load_tests.runs.sweep --artifacts $(ARTIFACTS) $(LOAD_ARGS)
 
-load-chaos: $(ARTIFACTS)/manifest.json $(STAMP) ## faults under load: `auto` at half capacity for 60 s, its server SIGKILLed at 20 s (~3 min); CHAOS_ARGS=--compose: in containers (needs Docker; ~10 min) -> reports/chaos-<time>/
+load-chaos: $(ARTIFACTS)/manifest.json $(STAMP) ## faults under load: `auto` at half capacity for 60 s, at 20 s its server killed, stalled for 3 s, then hung (the supervisor must restart it), one run each (~5 min); CHAOS_ARGS="--faults kill" one of them, CHAOS_ARGS=--compose in containers (kill and stall; needs Docker; ~10 min) -> reports/chaos-<time>/
 	$(PY) -m load_tests.runs.chaos --artifacts $(ARTIFACTS) $(CHAOS_ARGS)
 
 load-matrix: $(ARTIFACTS)/manifest.json ## a quick closed-loop look: targets x 1/8/32 users (~5 min; not a capacity figure) -> reports/<time>/

@@ -101,6 +101,12 @@ def analyse(table: dict[str, np.ndarray], events: Mapping[str, float | None], vi
     return result
 
 
+# What each fault did, for the progress line and the report ({stall_s}: the stall's length).
+FAULT_DONE = {
+    "kill": "SIGKILLed",
+    "stall": "stalled (SIGSTOP, SIGCONT {stall_s:g} s later)",
+    "hang": "hung (SIGSTOP, never resumed)",
+}
 GOALS = {
     "failed_share": f"fewer than {MAX_FAILED_SHARE:.1%} of requests failed",
     "none_after_breaker": "none failed once the killed server's circuit was open",
@@ -134,7 +140,8 @@ def section(runs: dict[str, dict[str, Any]], heading: str = "##") -> list[str]:
         lines += [
             f"**{where}**: {cfg['rate']:,.0f} req/s open loop through `auto` for {cfg['duration_s']:.0f} s; "
             f"{r['victim']} (the routed server; TF Serving here is the {tf}) "
-            f"SIGKILLed at {cfg['kill_at_s']:.0f} s; {run.get('restart', '')}. Machine: {run.get('machine', '?')}.",
+            + FAULT_DONE[cfg.get("fault", "kill")].format(stall_s=cfg.get("stall_s", 0.0))
+            + f" at {cfg['kill_at_s']:.0f} s; {run.get('restart', '')}. Machine: {run.get('machine', '?')}.",
             "",
             f"- failed: **{r['failed']} of {r['requests']:,} ({r['failed_share']:.3%})**"
             f"{' by status ' + str(r['failed_codes']) if r['failed'] else ''}; after the breaker opened "

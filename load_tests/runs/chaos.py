@@ -1,8 +1,16 @@
 """``make load-chaos``: faults under load. Open-loop Poisson arrivals through the gateway's ``auto``
-route at half the measured capacity; at ``--kill-at`` seconds the server ``auto`` routes to is
-SIGKILLed. The run records every request (status, answering server), polls the killed server's
-readiness and its circuit in the gateway, and reports what failed, how fast ``auto`` answered from
-the other server, when the killed one was READY and back in rotation, and the p99 in each phase.
+route at half the measured capacity; at ``--kill-at`` seconds the server ``auto`` routes to suffers
+a fault (``--faults``, one run each, in one stack):
+
+- ``kill``: SIGKILLed (a crash): restarted by the supervisor or Docker;
+- ``stall``: SIGSTOPped, SIGCONTed ``--stall-s`` later (a GC pause, a saturated host): the gateway
+  must shed and route around it, then take it back;
+- ``hang``: SIGSTOPped and never resumed (a deadlock): natively the supervisor's liveness check
+  must find it hung and restart it (Docker restarts only exited containers, so compose skips it).
+
+The run records every request (status, answering server), polls the server's readiness and its
+circuit in the gateway, and reports what failed, how fast ``auto`` answered from the other server,
+when the server was READY and back in rotation, and the p99 in each phase.
 
 - natively (default): a stack of its own on free ports, under the native supervisor (the one
   `make serve` runs: restart after 1 s, doubling);
@@ -10,7 +18,7 @@ the other server, when the killed one was READY and back in rotation, and the p9
   ports, removed afterwards; the container's PID 1 is SIGKILLed from the host (a crash: Docker's
   restart policy ignores `docker kill`, which it counts as a manual stop) and Docker restarts it.
 
-    python -m load_tests.runs.chaos [--compose] [--rate 450] [--duration 60] [--kill-at 20]
+    python -m load_tests.runs.chaos [--compose] [--faults kill,stall,hang] [--rate 450] [--duration 60]
 """
 
 from __future__ import annotations
@@ -52,15 +60,21 @@ POLL_S = 0.1  # how often the killed server's readiness and its circuit are read
 # start-up, not the fault under test.
 WARMUP_S = 5.0
 START_WAIT_S = 60.0  # for the generator's first request to reach the gateway
+STALL_S = 3.0  # a stall's length: long enough for the breaker and admission to act, short of a hang
+SETTLE_WAIT_S = 180.0  # between faults: until every backend is ready with its circuit closed
+FAULTS = ("kill", "stall", "hang")
+COMPOSE_FAULTS = ("kill", "stall")  # Docker restarts exited containers only: a hung one stays hung
 
 
 @dataclass(frozen=True)
 class ChaosSettings:
     rate: float
     duration_s: float = 60.0
-    kill_at_s: float = 20.0
+    kill_at_s: float = 20.0  # when the fault starts
     seed: int = 1
     compose: bool = False
+    fault: str = "kill"
+    stall_s: float = STALL_S
 
 
 def half_capacity(report: Path = COMMITTED_REPORT) -> float:
@@ -76,12 +90,12 @@ def half_capacity(report: Path = COMMITTED_REPORT) -> float:
 
 @dataclass
 class Stack:
-    """What the run needs from either stack: where it answers, how to kill a server and whether it
-    is ready again; ``restart`` says what restarts it."""
+    """What the run needs from either stack: where it answers, how to signal a server (its main
+    process) and whether it is ready again; ``restart`` says what restarts it."""
 
     endpoints: Endpoints
     gateway: str
-    kill: Callable[[str], None]
+    signal: Callable[[str, int], None]
     ready: Callable[[str], bool]
     restart: str
     tf_implementation: str
@@ -148,25 +162,52 @@ def _predict_count(gateway: str) -> float:
     )
 
 
+def name(cfg: ChaosSettings) -> str:
+    """The run's file stem: chaos-native (a kill), chaos-native-stall, chaos-compose-hang, ..."""
+    return f"chaos-{'compose' if cfg.compose else 'native'}" + ("" if cfg.fault == "kill" else f"-{cfg.fault}")
+
+
+def inject(stack: Stack, victim: str, cfg: ChaosSettings) -> None:
+    """The fault, now: SIGKILL; SIGSTOP then SIGCONT ``stall_s`` later; or SIGSTOP for good."""
+    if cfg.fault == "kill":
+        stack.signal(victim, signal.SIGKILL)
+    else:
+        stack.signal(victim, signal.SIGSTOP)
+        if cfg.fault == "stall":
+            threading.Timer(cfg.stall_s, stack.signal, (victim, signal.SIGCONT)).start()
+    print(f"chaos: {victim} {report.FAULT_DONE[cfg.fault].format(stall_s=cfg.stall_s)}", flush=True)
+
+
+def settle(stack: Stack, timeout_s: float = SETTLE_WAIT_S) -> None:
+    """Until every backend is ready with its circuit closed (the next fault starts from a whole stack)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
+            backends = httpx.get(f"{stack.gateway}/v1/backends", timeout=5).json()["backends"]
+            if all(b["ready"] and b["circuit"] == "closed" for b in backends):
+                return
+        time.sleep(1)
+    raise RuntimeError(f"the stack was not whole again {timeout_s:.0f} s after the last fault")
+
+
 def run(stack: Stack, cfg: ChaosSettings, out: Path) -> dict[str, Any]:
     victim = routed(stack.gateway)
-    prefix = out / "exact" / "chaos"
+    prefix = out / "exact" / name(cfg)
     spec = RunSpec(rate=cfg.rate, seed=cfg.seed, duration_s=WARMUP_S + cfg.duration_s, out=str(prefix))
     env = {**os.environ, **stack.endpoints.urls, **spec.to_env()}
     cmd = locust_argv(1, f"{math.ceil(WARMUP_S + cfg.duration_s + LOCUST_START_S)}s", 2, TARGET.open_user_class)
     timeline = Timeline(stack, victim)
     timeline.start()
     before = _predict_count(stack.gateway)
-    print(f"chaos: {cfg.rate:,.0f} req/s through auto for {cfg.duration_s:.0f} s; {victim} is killed at "
-          f"{cfg.kill_at_s:.0f} s ...", flush=True)  # fmt: skip
+    print(f"chaos ({cfg.fault}): {cfg.rate:,.0f} req/s through auto for {cfg.duration_s:.0f} s; the fault hits "
+          f"{victim} at {cfg.kill_at_s:.0f} s ...", flush=True)  # fmt: skip
     with (out / "locust.log").open("ab") as log:
         proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=log)
         try:
             _first_request(stack.gateway, before)
             time.sleep(max(0.0, WARMUP_S + cfg.kill_at_s - 0.05))  # the schedule starts 50 ms after the user
             timeline.kill_at = time.monotonic()
-            stack.kill(victim)
-            print(f"chaos: {victim} killed", flush=True)
+            inject(stack, victim, cfg)
             proc.wait(timeout=WARMUP_S + cfg.duration_s + 2 * LOCUST_START_S + 30)
         finally:
             if proc.poll() is None:
@@ -193,7 +234,7 @@ def run(stack: Stack, cfg: ChaosSettings, out: Path) -> dict[str, Any]:
     kill_s = rel(timeline.kill_at)
     events = {"kill_s": kill_s, "ready_s": rel(timeline.ready_at), "circuit_open_s": rel(timeline.circuit_open_at)}
     result = report.analyse(table, events, victim)
-    plot = report.plot(table, result, kill_s or 0.0, out / f"chaos-{'compose' if cfg.compose else 'native'}.png")
+    plot = report.plot(table, result, kill_s or 0.0, out / f"{name(cfg)}.png")
     return {
         "settings": dataclasses.asdict(cfg),
         "result": result,
@@ -236,16 +277,17 @@ def native(artifacts: Path, run_dir: Path) -> Iterator[Stack]:
     names = {p.name: p for p in stack.processes}
     checks = {"tfserving": tfserving.ready, "torchserve": torchserve.ready}
 
-    def kill(victim: str) -> None:
-        pid = names[victim.split("-")[0]].pid
+    def send(victim: str, sig: int) -> None:
+        pid = names[victim.split("-")[0]].pid  # the process the supervisor runs now (a restart's too)
         assert pid is not None
-        os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # a SIGCONT after the supervisor replaced it
+            os.kill(pid, sig)
 
     try:
         yield Stack(
             Endpoints.native(ports),
             local_url(ports.gateway),
-            kill,
+            send,
             lambda victim: checks[victim.split("-")[0]](ports),
             f"the native supervisor restarts it after {policy.initial_backoff_s:g} s (doubling per restart)",
             stack.tf_implementation,
@@ -274,8 +316,9 @@ def compose_stack(run_dir: Path) -> Iterator[Stack]:
         return subprocess.run(["docker", "inspect", "-f", fmt, container(service)], capture_output=True, text=True,
                               check=True, timeout=30).stdout.strip()  # fmt: skip
 
-    def kill(victim: str) -> None:
-        os.kill(int(inspect(victim.split("-")[0], "{{.State.Pid}}")), signal.SIGKILL)
+    def send(victim: str, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(inspect(victim.split("-")[0], "{{.State.Pid}}")), sig)
 
     def ready(victim: str) -> bool:
         return inspect(victim.split("-")[0], "{{.State.Health.Status}}") == "healthy"
@@ -292,7 +335,7 @@ def compose_stack(run_dir: Path) -> Iterator[Stack]:
         yield Stack(
             Endpoints.native(ports),
             local_url(ports.gateway),
-            kill,
+            send,
             ready,
             "Docker restarts the container (restart: unless-stopped); READY = its healthcheck passes",
             "stand-in (serving/tfserving_standin)",
@@ -306,31 +349,46 @@ def compose_stack(run_dir: Path) -> Iterator[Stack]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--compose", action="store_true", help="against a compose project of its own (needs Docker)")
+    p.add_argument(
+        "--faults",
+        type=lambda v: v.split(","),
+        default=None,
+        help=f"comma-separated, in order (default: {','.join(FAULTS)}; compose: {','.join(COMPOSE_FAULTS)})",
+    )
     p.add_argument("--rate", type=float, default=0.0, help="req/s (default: half the committed capacity)")
     p.add_argument("--duration", type=float, default=60.0)
-    p.add_argument("--kill-at", type=float, default=20.0)
+    p.add_argument("--kill-at", type=float, default=20.0, help="when the fault starts (s into the measured run)")
+    p.add_argument("--stall-s", type=float, default=STALL_S)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--artifacts", type=Path, default=Path("artifacts"))
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
+    faults = args.faults or list(COMPOSE_FAULTS if args.compose else FAULTS)
+    if unknown := [f for f in faults if f not in FAULTS]:
+        p.error(f"unknown fault(s) {unknown}: choose from {', '.join(FAULTS)}")
     from serving.native.process import exit_on_sigterm
 
     exit_on_sigterm()
-    cfg = ChaosSettings(args.rate or half_capacity(), args.duration, args.kill_at, args.seed, args.compose)
-    where = "compose" if cfg.compose else "native"
+    rate = args.rate or half_capacity()
     out = args.out or REPO / "reports" / f"chaos-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     out.mkdir(parents=True, exist_ok=True)
-    with compose_stack(out) if cfg.compose else native(args.artifacts, out / "run") as stack:
-        result = run(stack, cfg, out)
-    path = out / f"chaos-{where}.json"
-    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    (out / f"chaos-{where}.md").write_text("\n".join(report.section({where: result}, "#")))
-    r = result["result"]
-    print(f"chaos ({where}): {r['failed']} of {r['requests']:,} failed ({r['failed_share']:.3%}); failover "
-          f"{r['failover_s']} s; READY again {r['ready_again_s']} s; back in rotation {r['back_in_rotation_s']} s "
-          f"-> {out / f'chaos-{where}.md'}")  # fmt: skip
-    print("\n".join(report.verdict(r)))
-    return 0 if all(r["goals"].values()) else 1
+    verdicts: list[str] = []
+    with compose_stack(out) if args.compose else native(args.artifacts, out / "run") as stack:
+        for i, fault in enumerate(faults):
+            if i:
+                settle(stack)
+            cfg = ChaosSettings(rate, args.duration, args.kill_at, args.seed, args.compose, fault, args.stall_s)
+            result = run(stack, cfg, out)
+            stem = name(cfg)
+            (out / f"{stem}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+            (out / f"{stem}.md").write_text("\n".join(report.section({stem.removeprefix("chaos-"): result}, "#")))
+            r = result["result"]
+            print(f"chaos ({stem}): {r['failed']} of {r['requests']:,} failed ({r['failed_share']:.3%}); failover "
+                  f"{r['failover_s']} s; READY again {r['ready_again_s']} s; back in rotation "
+                  f"{r['back_in_rotation_s']} s -> {out / f'{stem}.md'}", flush=True)  # fmt: skip
+            verdicts += [f"{fault}: {line}" for line in report.verdict(r)]
+    print("\n".join(verdicts))
+    return 0 if all("NOT met" not in v for v in verdicts) else 1
 
 
 if __name__ == "__main__":
