@@ -21,6 +21,9 @@ Fair shares (``client_share`` < 1): while another principal holds or waits for s
 (the API key's name; the client's address when the API is open) that already holds that share of
 the limit is refused with 429 instead of being queued. One principal alone may use everything.
 
+``stalled()`` tells a stalled backend (calls in flight, none completing) from a saturated one, for
+``auto``'s choice to move requests to the other backend.
+
 The fast path (capacity free and nobody waiting) is a few float operations; waiting is a future in
 a FIFO, handed capacity by the call that frees it.
 """
@@ -45,6 +48,12 @@ EXPECTED_WAIT_SHARE = 0.5
 # at least this and at most MAX_RETRY_AFTER_S.
 MIN_RETRY_AFTER_S = 1
 MAX_RETRY_AFTER_S = 30
+# Stalled, not saturated: calls are in flight and none has completed for this many round trips (and
+# at least MIN_STALL_S). A saturated backend still completes calls at its own pace; one that stopped
+# (a GC pause, SIGSTOP, a deadlock) completes none, and its callers wait for their timeouts. `auto`
+# moves a stalled backend's requests to the other one instead of refusing them.
+STALL_RTTS = 20
+MIN_STALL_S = 0.25
 
 
 class Shed(APIError):
@@ -92,6 +101,7 @@ class Admission:
         self.client_share = client_share
         self._held: dict[str, float] = {}  # rows per principal, kept only when shares are enforced
         self._shares = client_share < 1
+        self.busy_since = -math.inf  # clock time the calls in flight went from none to some
 
     @property
     def waiting(self) -> int:
@@ -191,7 +201,17 @@ class Admission:
         others = len(self._held) - (principal in self._held)
         return others > 0 or any(w.principal != principal for w in self._waiters)
 
+    def stalled(self) -> bool:
+        """Calls in flight and none completed for STALL_RTTS round trips (at least MIN_STALL_S)."""
+        if self.calls == 0:
+            return False
+        rtt = self.limiter.rtt()
+        quiet = self.clock() - max(self.limiter.last_sample_at, self.busy_since)
+        return quiet > max(MIN_STALL_S, STALL_RTTS * rtt if math.isfinite(rtt) else 0.0)
+
     def _take(self, cost: float, principal: str) -> None:
+        if self.calls == 0:
+            self.busy_since = self.clock()
         self.inflight += cost
         self.calls += 1
         if self._shares:

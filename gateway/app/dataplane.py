@@ -235,6 +235,12 @@ class DataPlane:
             raise APIError(400, "unknown_backend", f"unknown backend {name!r}; choose from {[AUTO, *self.clients]}")
         return name
 
+    def _moves(self, name: str) -> bool:
+        """Whether ``auto`` sends what ``name`` refuses for capacity to the next backend: only when it
+        is more than saturated (fallback_on_overload aside): on probation after a failure, or stalled
+        (calls in flight, none completing: its callers would wait for their timeouts)."""
+        return self.fallback_on_overload or not self.breakers[name].proven or self.admissions[name].stalled()
+
     def precheck(self, backend: str, principal: str = "") -> None:
         """Before the body is read: refuse now what admission would surely refuse (a full queue, a
         wait no request could meet). For ``auto``, only when every backend it could use would."""
@@ -248,7 +254,7 @@ class DataPlane:
                 return
             except Shed as exc:
                 shed = shed or exc
-                if not (self.fallback_on_overload or not self.breakers[name].proven):
+                if not self._moves(name):
                     raise
         assert shed is not None
         raise shed
@@ -276,6 +282,8 @@ class DataPlane:
         order = self._route_order()
         first_error: BackendError | None = None
         for name in order:
+            if name != order[-1] and self.admissions[name].stalled():
+                continue  # its calls are stuck: sending more would only add to those waiting for a timeout
             try:
                 chosen = version if version is not None or not self.canaries else self._canary_version(name, principal)
                 result = await self._call(
@@ -287,7 +295,7 @@ class DataPlane:
                 # Saturated is not broken: moving a healthy backend's load would overload the other
                 # server too. But one that has just failed, or is back on probation after a crash
                 # (its calls hang or crawl), is not merely saturated: the other server takes over.
-                moves = self.fallback_on_overload or not self.breakers[name].proven
+                moves = self._moves(name)
                 if exc.status != 503 or not moves:
                     raise
                 log.info("auto route: %s at capacity, falling back", name)

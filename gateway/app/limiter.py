@@ -133,6 +133,11 @@ class GradientLimit:
             self._relax(self.clock())
         return self.limit
 
+    @property
+    def last_sample_at(self) -> float:
+        """Clock time of the last completed call (-inf before the first)."""
+        return self._last_sample
+
     def rtt(self) -> float:
         """The RTT to expect now: the last window's, giving way to the unloaded one (geometrically)
         as the time since the last completed call grows (nan before the first window)."""

@@ -124,17 +124,19 @@ class Timeline:
             while not self._stop.wait(POLL_S):
                 if self.kill_at is None:
                     continue
-                now = time.monotonic()
+                # Each event is stamped when its answer arrives, not when it was asked: a stalled
+                # server answers "ready" only once it runs again, seconds after the question.
                 if self.circuit_open_at is None:
                     with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
                         backends = client.get(f"{self.stack.gateway}/v1/backends").json()["backends"]
                         circuit = next(b["circuit"] for b in backends if b["name"] == self.victim)
                         if circuit != "closed":
-                            self.circuit_open_at = now
-                if self.ready_at is None and now - self.kill_at > 0.5:  # not the dying server's last answers
+                            self.circuit_open_at = time.monotonic()
+                # not the dying server's last answers
+                if self.ready_at is None and time.monotonic() - self.kill_at > 0.5:
                     with contextlib.suppress(Exception):
                         if self.stack.ready(self.victim):
-                            self.ready_at = now
+                            self.ready_at = time.monotonic()
 
 
 def routed(gateway: str) -> str:

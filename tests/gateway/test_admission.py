@@ -289,3 +289,39 @@ def test_the_gateways_limit_and_the_servers_hpas_agree(name: str) -> None:
         else:  # the server's own queue wait, in µs: far below the wait at which the gateway refuses
             target_us = float(str(metric["pods"]["target"]["averageValue"]).replace("k", "e3"))
             assert target_us < settings.queue_timeout_ms * 1e3 * EXPECTED_WAIT_SHARE / 10, server
+
+
+def test_stalled_means_calls_in_flight_and_none_completing() -> None:
+    """Exact trace on a simulated clock: stalled once calls are in flight and none has completed for
+    MIN_STALL_S (20 round trips of 3 ms are less); a completion or an idle backend ends it; a
+    saturated backend that still completes calls never is."""
+    from gateway.app.admission import MIN_STALL_S
+
+    async def main() -> None:
+        clock = SimClock()
+        adm = admission(clock=clock)
+        learn_rtt(adm, clock, 0.003)
+        trace = [adm.stalled()]  # idle
+        clock.advance(5.0)
+        await adm.acquire(1)  # busy from now: the quiet counts from here, not from the last sample
+        trace.append(adm.stalled())
+        clock.advance(MIN_STALL_S - 0.01)
+        trace.append(adm.stalled())
+        clock.advance(0.02)
+        trace.append(adm.stalled())  # 0.26 s with a call in flight and nothing completed
+        adm.observe(0.26, 1)  # it completes
+        trace.append(adm.stalled())
+        clock.advance(MIN_STALL_S + 0.01)
+        trace.append(adm.stalled())  # still one in flight, silent again
+        adm.release(1)
+        trace.append(adm.stalled())  # idle is not stalled
+        assert trace == [False, False, False, True, False, True, False]
+        # Saturated: every slot busy and requests queued, but calls complete every 10 ms.
+        for _ in range(32):
+            await adm.acquire(1)
+        for _ in range(100):
+            clock.advance(0.01)
+            adm.observe(0.05, 32)
+            assert not adm.stalled()
+
+    run(main())

@@ -255,3 +255,36 @@ def test_auto_falls_back_after_a_failure_but_not_after_a_client_error() -> None:
         assert isinstance(exc, BackendRejected) and calls(dp, "torchserve") == 0
 
     run(main())
+
+
+def test_auto_sends_past_a_stalled_backend_but_not_past_a_saturated_one() -> None:
+    """A backend whose calls are in flight and none completes (SIGSTOPped, a GC pause) is skipped by
+    auto: the other server answers at once instead of the request waiting for a timeout or being
+    refused (the chaos run's stall: 872 of 26,884 failed before this). A slow backend that still
+    completes calls keeps its requests."""
+
+    async def main() -> None:
+        dp = plane(lambda n: 30.0)  # TF Serving stops answering
+        stuck = [asyncio.create_task(dp.infer("auto", ROWS, budget=budget(5000))) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        assert calls(dp, "tfserving") == 3 and not dp.admissions["tfserving"].stalled()
+        await asyncio.sleep(0.3)  # > MIN_STALL_S with calls in flight and none completed
+        assert dp.admissions["tfserving"].stalled()
+        t0 = time.monotonic()
+        result = await dp.infer("auto", ROWS, budget=budget(5000))
+        assert result.backend == "torchserve" and result.fallback_from == "tfserving"
+        assert time.monotonic() - t0 < 0.2 and calls(dp, "tfserving") == 3  # not sent to the stalled one
+        assert calls(dp, "torchserve") == 1
+        for task in stuck:
+            task.cancel()
+        await asyncio.gather(*stuck, return_exceptions=True)
+        # Slow but completing: 40 ms a call, each completion keeps it out of "stalled".
+        dp = plane(lambda n: 0.04)
+        slow = [asyncio.create_task(dp.infer("auto", ROWS, budget=budget(5000))) for _ in range(20)]
+        for _ in range(6):
+            await asyncio.sleep(0.05)
+            assert not dp.admissions["tfserving"].stalled()
+        results = await asyncio.gather(*slow)
+        assert {r.backend for r in results} == {"tfserving"} and calls(dp, "torchserve") == 0
+
+    run(main())
