@@ -74,7 +74,7 @@ bench-validation: $(STAMP) ## benchmark how fast the gateway checks a request bo
 load: $(ARTIFACTS)/manifest.json ## capacity report: QPS at a p99 SLO of each direct server beside the floor it matches, in blocks until every 95 % interval is within ±10 % (≤ 45 min on 2 cores) -> reports/<time>/; LOAD_ARGS="--list-targets"
 	$(PY) -m load_tests.runs.capacity --artifacts $(ARTIFACTS) $(LOAD_ARGS)
 
-compare: $(ARTIFACTS)/manifest.json ## a quick comparison of TF Serving and TorchServe, each beside its floor: p50/p99 at 50, 150 and 300 req/s, open loop, 3 blocks, 95 % intervals, paired ratios and a verdict (~5 min) -> reports/compare-<time>/; COMPARE_ARGS="--rates 100,400"
+compare: $(ARTIFACTS)/manifest.json ## a quick comparison of TF Serving and TorchServe, each beside its floor: p50/p99 at 50, 150 and 300 req/s, open loop, 4 blocks, 95 % intervals, paired ratios and a verdict (~5 min) -> reports/compare-<time>/; COMPARE_ARGS="--rates 100,400"
 	$(PY) -m load_tests.runs.compare --artifacts $(ARTIFACTS) $(COMPARE_ARGS)
 
 load-rollout: $(ARTIFACTS)/manifest.json ## model rollouts under open-loop load through the gateway at half its capacity: 1 -> 2 -> back on each server, then two bad versions; failed requests, p99 before/during/after, time to serving, which version answered over time (~6 min natively; LOAD_ARGS=--compose in containers) -> reports/rollout-<time>/

@@ -403,7 +403,7 @@ def summarise(
 def plot(figures: dict[str, Any], png: Path) -> None:
     import matplotlib.pyplot as plt
 
-    from load_tests.reports import plots  # noqa: F401  (the Agg backend)
+    from load_tests.reports import plots
 
     paths = figures["paths"]
     names = [n for n in paths if n != "direct"]
@@ -416,9 +416,7 @@ def plot(figures: dict[str, Any], png: Path) -> None:
         ax.tick_params(axis="x", labelsize=8)
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(f"the gateway's hop vs a bare proxy (goal <= {figures['goal']['vs_bare_proxy']:g}x)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
+    plots.save(fig, png)
 
 
 if __name__ == "__main__":

@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
 def _plot(f: dict[str, Any], png: Path) -> None:
     import matplotlib.pyplot as plt
 
-    from load_tests.reports import plots  # noqa: F401  (the Agg backend)
+    from load_tests.reports import plots
 
     fig, (good, lat) = plt.subplots(1, 2, figsize=(10, 3.8))
     steps, runs = f["steps"], f["runs"]
@@ -209,9 +209,7 @@ def _plot(f: dict[str, Any], png: Path) -> None:
         ax.set_xlabel("offered rate (req/s, open loop)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
+    plots.save(fig, png)
 
 
 async def _measure(args: argparse.Namespace, port: int, request: bytes) -> dict[str, object]:

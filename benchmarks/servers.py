@@ -107,7 +107,7 @@ def report(results: list[Result], impl: str, duration: float) -> BenchReport:
 def plot(results: list[Result], png: Path) -> None:
     import matplotlib.pyplot as plt
 
-    from load_tests.reports import plots  # noqa: F401  (the Agg backend)
+    from load_tests.reports import plots
 
     fig, (lat, rps) = plt.subplots(1, 2, figsize=(10, 3.8))
     for name in dict.fromkeys(r.target for r in results):
@@ -124,9 +124,7 @@ def plot(results: list[Result], png: Path) -> None:
         ax.set_xlabel("concurrent users (closed loop)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
+    plots.save(fig, png)
 
 
 if __name__ == "__main__":

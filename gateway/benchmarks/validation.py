@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     def plot(png: Path) -> None:
         import matplotlib.pyplot as plt
 
-        from load_tests.reports import plots  # noqa: F401  (the Agg backend)
+        from load_tests.reports import plots
 
         fig, ax = plt.subplots(figsize=(8, 3.4))
         names = list(timings)
@@ -94,9 +94,7 @@ def main(argv: list[str] | None = None) -> None:
         ax.set_xlabel(f"µs per 1x784 body ({REPEATS} repeats of {RUNS} calls)")
         ax.grid(axis="x", alpha=0.3)
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(png, dpi=110)
-        plt.close(fig)
+        plots.save(fig, png)
 
     report = BenchReport(
         title="What checking a request body costs (`make bench-validation`)",

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from load_tests import results
-from load_tests.reports.plots import PLAIN
+from load_tests.reports.plots import PLAIN, save
 
 
 def _ci(e: results.Estimate | None, spec: str = ".2f", unit: str = "") -> str:
@@ -52,9 +52,7 @@ def plot(run: results.CompareRun, path: Path) -> Path:
         ax.set_title(f"{title}: mean over {run.blocks} blocks, 95 % interval")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
     return path
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from load_tests.reports.plots import PLAIN
+from load_tests.reports.plots import PLAIN, save
 
 
 def _why_failed(row: dict[str, Any]) -> str:
@@ -71,9 +71,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
         ax.set_xlabel("offered rate, req/s (red: invalid)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
     return path
 
 

@@ -284,7 +284,7 @@ def verdict(result: dict[str, Any]) -> list[str]:
 def plot(result: dict[str, Any], png: Path) -> None:
     import matplotlib.pyplot as plt
 
-    from load_tests.reports import plots  # noqa: F401  (the Agg backend)
+    from load_tests.reports import plots
 
     names = [*result["variants"], "floor"]
     fig, (cpu, p50) = plt.subplots(1, 2, figsize=(11, 3.8))
@@ -300,9 +300,7 @@ def plot(result: dict[str, Any], png: Path) -> None:
         ax.set_ylabel(label)
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
+    plots.save(fig, png)
 
 
 if __name__ == "__main__":
