@@ -56,6 +56,16 @@ class Estimate:
             return None
         return (self.ci95[1] - self.ci95[0]) / 2 / self.estimate
 
+    @property
+    def uninformative(self) -> bool:
+        """The interval's low end reached 0 (the t interval is floored there): its blocks disagreed
+        by more than the figure itself (on a shared machine, typically one slow block), so the figure
+        is a magnitude only, and a ratio so wide says nothing about a difference."""
+        return self.estimate is not None and self.ci95 is not None and self.ci95[0] <= 0.0
+
+
+UNINFORMATIVE = ", uninformative"  # how reports mark such an interval, after its bounds
+
 
 @dataclass
 class Guard:

@@ -23,7 +23,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.app.api.hot import HotRoutes
-from gateway.app.core.errors import APIError
+from gateway.app.core.errors import APIError, shaped
 from gateway.app.core.logging import request_id
 from gateway.app.core.metrics import GatewayMetrics
 from gateway.app.overload import LoopLag
@@ -136,7 +136,7 @@ class GatewayMiddleware:
                 scope.setdefault("state", {})["shed"] = "gateway_lag"
                 self.metrics.shed("gateway", "gateway_lag")
                 await _reject(
-                    send_wrapper, 503, "gateway_overloaded",
+                    send_wrapper, scope["path"], 503, "gateway_overloaded",
                     "the gateway itself is at capacity (its event loop lags); retry later", retry_after=True,
                 )  # fmt: skip
                 return
@@ -146,7 +146,7 @@ class GatewayMiddleware:
                 receive = _counted(receive, limit, what)
             elif length.isdigit() and int(length) > limit:
                 await _reject(
-                    send_wrapper, 413, "body_too_large",
+                    send_wrapper, scope["path"], 413, "body_too_large",
                     f"request body of {int(length)} bytes exceeds the limit of {limit} bytes for {what}",
                 )  # fmt: skip
                 return
@@ -182,8 +182,8 @@ def _counted(receive: Receive, limit: int, what: str) -> Receive:
     return counted
 
 
-async def _reject(send: Any, status: int, type_: str, message: str, *, retry_after: bool = False) -> None:
-    body = orjson.dumps({"error": {"status": status, "type": type_, "message": message}})
+async def _reject(send: Any, path: str, status: int, type_: str, message: str, *, retry_after: bool = False) -> None:
+    body = orjson.dumps(shaped(path, status, {"error": {"status": status, "type": type_, "message": message}}))
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if retry_after:
         headers.append((b"retry-after", b"1"))

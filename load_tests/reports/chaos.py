@@ -22,8 +22,8 @@ MAX_FAILED_SHARE = 0.005  # fewer than 0.5 % of requests failed ...
 MAX_FAILED_AFTER_BREAKER = 0  # ... and none once the killed server's circuit is open
 PHASES = ("before", "outage", "rejoining", "after")
 PHASE_HELP = {
-    "before": "sent before the kill",
-    "outage": "from the kill until the killed server is READY again",
+    "before": "sent before the fault",
+    "outage": "from the fault until the server is READY again",
     "rejoining": "from READY until auto answers from it again (the breaker's probe)",
     "after": "back in rotation until the end",
 }
@@ -129,6 +129,23 @@ def _ms(v: float) -> str:
     return "—" if not math.isfinite(v) else f"{v:.1f}"
 
 
+def _recovery(fault: str, restart: str) -> str:
+    """What brings the server back after this fault (``restart``: what the stack does on an exit)."""
+    if fault == "stall":
+        return "it resumes by itself, before any liveness check gives up on it: nothing restarts it"
+    if fault == "hang":
+        return f"only a liveness check that finds it hung can replace it; then {restart}"
+    return restart
+
+
+def _breaker_note(fault: str, r: dict[str, Any], cfg: dict[str, Any]) -> str:
+    """A stall the breaker outlasted: its 'none after the breaker opened' holds trivially."""
+    opened = r.get("circuit_open_s")
+    if fault == "stall" and opened is not None and opened >= cfg.get("stall_s", 0.0):
+        return " (it opened after the stall had ended, so this count says nothing about the stall)"
+    return ""
+
+
 def section(runs: dict[str, dict[str, Any]], heading: str = "##") -> list[str]:
     """Markdown for one or more chaos runs (keyed by where they ran: native, compose)."""
     lines = [f"{heading} Faults under load (`make load-chaos`)", ""]
@@ -137,22 +154,25 @@ def section(runs: dict[str, dict[str, Any]], heading: str = "##") -> list[str]:
         tf = {"standin": "stand-in (serving/tfserving_standin)", "real": "real server"}.get(
             run.get("tf_implementation", "?"), run.get("tf_implementation", "?")
         )
+        fault = cfg.get("fault", "kill")
         lines += [
             f"**{where}**: {cfg['rate']:,.0f} req/s open loop through `auto` for {cfg['duration_s']:.0f} s; "
             f"{r['victim']} (the routed server; TF Serving here is the {tf}) "
-            + FAULT_DONE[cfg.get("fault", "kill")].format(stall_s=cfg.get("stall_s", 0.0))
-            + f" at {cfg['kill_at_s']:.0f} s; {run.get('restart', '')}. Machine: {run.get('machine', '?')}.",
+            + FAULT_DONE[fault].format(stall_s=cfg.get("stall_s", 0.0))
+            + f" at {cfg['kill_at_s']:.0f} s; {_recovery(fault, run.get('restart', ''))}. "
+            f"Machine: {run.get('machine', '?')}.",
             "",
             f"- failed: **{r['failed']} of {r['requests']:,} ({r['failed_share']:.3%})**"
             f"{' by status ' + str(r['failed_codes']) if r['failed'] else ''}; after the breaker opened "
-            f"({_s(r['circuit_open_s'])} after the kill): {r['failed_after_breaker_opened']}",
-            f"- auto answered from the other server {_s(r['failover_s'], '.3f')} after the kill; "
+            f"({_s(r['circuit_open_s'])} after the fault): {r['failed_after_breaker_opened']}"
+            + _breaker_note(fault, r, cfg),
+            f"- auto answered from the other server {_s(r['failover_s'], '.3f')} after the fault; "
             f"{r['victim']} READY again after {_s(r['ready_again_s'])}, back in rotation after "
             f"{_s(r['back_in_rotation_s'])}",
             f"- goals: < 0.5 % failed {'met' if r['goals']['failed_share'] else '**not met**'}; none after the "
             f"breaker opens {'met' if r['goals']['none_after_breaker'] else '**not met**'}",
             "",
-            "| phase | from (s after kill) | to | requests | failed | p50 ms | p99 ms | answered by |",
+            "| phase | from (s after the fault) | to | requests | failed | p50 ms | p99 ms | answered by |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for name in PHASES:

@@ -17,7 +17,8 @@ def _ci(e: results.Estimate | None, spec: str = ".2f", unit: str = "") -> str:
         return f"n/a ({e.reason})" if e.reason else "n/a"
     if e.ci95 is None:
         return f"{e.estimate:{spec}}{unit} (no interval)"
-    return f"{e.estimate:{spec}}{unit} ({e.ci95[0]:{spec}}–{e.ci95[1]:{spec}})"
+    mark = results.UNINFORMATIVE if e.uninformative else ""
+    return f"{e.estimate:{spec}}{unit} ({e.ci95[0]:{spec}}–{e.ci95[1]:{spec}}{mark})"
 
 
 def _name(target: str, run: results.CompareRun) -> str:
@@ -84,6 +85,12 @@ def write(run: results.CompareRun, out: Path) -> Path:
         f"{run.guard.max_lag_impact_share_of_slo:.0%} of {run.slo_ms:g} ms, when the generator took more than "
         f"{run.guard.max_generator_cpu_share:.0%} of a core, or when the machine had less than "
         f"{run.guard.min_machine_idle:.0%} idle. No SLO is judged here: `make load` estimates capacity.",
+        "",
+        "Reading the intervals: an interval marked *uninformative* reached 0 (its blocks disagreed by more than "
+        "the figure itself; on a shared machine, typically one slow block): read its figure as a magnitude only, "
+        "and a ratio so wide as \"too noisy to tell\". A target's figure is the mean over every block where it had "
+        "a valid point; a ratio uses only the blocks where both had one, so it need not equal the quotient of the "
+        "two figures beside it.",
         "",
         "| rate (req/s) | target | valid points | p50 (ms) | p99 (ms) | p50 / floor | p99 / floor |",
         "|---|---|---|---|---|---|---|",

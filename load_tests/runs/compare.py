@@ -116,6 +116,8 @@ def latency_verdict(a: str, b: str, r: results.Estimate) -> str:
     """Lower latency is better: a is slower only when the whole interval of a/b lies above 1."""
     if r.estimate is None or r.ci95 is None:
         return "not estimable"
+    if r.uninformative:
+        return "too noisy to tell"
     if r.ci95[0] > 1:
         return f"{a} slower"
     if r.ci95[1] < 1:
@@ -157,7 +159,8 @@ def summarise(
 def _fig(e: results.Estimate, spec: str = ".2f", unit: str = "") -> str:
     if e.estimate is None:
         return "n/a"
-    ci = f" ({e.ci95[0]:{spec}}–{e.ci95[1]:{spec}})" if e.ci95 else " (no interval)"
+    ci = f" ({e.ci95[0]:{spec}}–{e.ci95[1]:{spec}}{results.UNINFORMATIVE if e.uninformative else ''})" if e.ci95 else \
+        " (no interval)"  # fmt: skip
     return f"{e.estimate:{spec}}{unit}{ci}"
 
 
@@ -189,10 +192,17 @@ def verdict_lines(
             f"p99 {_fig(r.p99, '.2f', '×')} -> {r.verdict}"
         )
     differ = [r for r in ratios if "slower" in r.verdict]
-    judged = [r for r in ratios if r.p50.ci95 is not None or r.p99.ci95 is not None]
-    unjudged = [f"{r.rate:,.0f}" for r in ratios if r not in judged]
+
+    def told(e: results.Estimate) -> bool:
+        return e.ci95 is not None and not e.uninformative
+
+    judged = [r for r in ratios if told(r.p50) or told(r.p99)]
+    unjudged = [f"{r.rate:,.0f}" for r in ratios if r not in judged and r.p50.ci95 is None and r.p99.ci95 is None]
+    noisy = [f"{r.rate:,.0f}" for r in ratios if r not in judged and f"{r.rate:,.0f}" not in unjudged]
     short = (f"; not judged at {', '.join(unjudged)} req/s (fewer than {estimate.MIN_BLOCKS} blocks with valid points"
              " of both)") if unjudged else ""  # fmt: skip
+    if noisy:
+        short += f"; too noisy to tell at {', '.join(noisy)} req/s (the ratio's interval reaches 0)"
     if not judged:
         lines.append(f"VERDICT: no rate could be judged{short}: re-run with more --blocks on a quieter machine")
     elif not differ:

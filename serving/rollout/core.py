@@ -230,10 +230,13 @@ class Rollout:
 
     def _drain_then_unload(self, keep: dict[str, int], event: Event) -> None:
         self._drain(Event.SWITCHED)
+        olds = {x.name: [o for o in x.loaded() if o != keep[x.name]] for x in self.servers}
         for x in self.servers:
-            self._step(x, Event.DRAINED, keep[x.name], f"{self.settings.drain_s:g} s after the switch")
+            for old in olds[x.name]:  # the step names the version that drained, not the one serving
+                detail = f"{self.settings.drain_s:g} s after the switch to version {keep[x.name]}"
+                self._step(x, Event.DRAINED, old, detail)
         for x in self.servers:
-            for old in [o for o in x.loaded() if o != keep[x.name]]:
+            for old in olds[x.name]:
                 x.remove(old, self.settings.load_timeout_s, POLL_S)
                 self._step(x, event, old, "")
             x.persist()

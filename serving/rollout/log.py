@@ -29,7 +29,7 @@ class Event(StrEnum):
     SWITCHED = "switched"  # requests without a version go to the new version from here on
     CANARY_SET = "canary set"
     CANARY_CLEARED = "canary cleared"
-    DRAINED = "drained"  # the drain wait after the switch is over
+    DRAINED = "drained"  # the old version: the drain wait after the switch is over
     OLD_UNLOADED = "old unloaded"
     REFUSED = "refused"  # the version failed to load or its answers disagreed: it never got traffic
     NEW_UNLOADED = "new unloaded"  # a refused or rolled-back version is gone again

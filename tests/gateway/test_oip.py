@@ -12,6 +12,7 @@ import pytest
 
 from mnist_serving import oip
 from mnist_serving.ports import local_address, local_url
+from mnist_serving.spec import MAX_JSON_BODY_BYTES
 from serving.native.stack import ServingStack
 
 with warnings.catch_warnings():
@@ -22,6 +23,7 @@ with warnings.catch_warnings():
     from tritonclient.utils import InferenceServerException
 
 MODELS = ["mnist-tfserving", "mnist-torchserve", "mnist-torchserve-onnx", "mnist"]
+_ROW = {"inputs": [{"name": "pixels", "shape": [1, 784], "datatype": "FP32", "data": [0.0] * 784}]}
 
 
 def _fields(descriptor) -> dict[str, tuple[int, int, bool, str]]:
@@ -130,13 +132,48 @@ def test_a_version_path_names_the_version_and_an_unknown_one_is_404(clients, ser
         ({"instances": [[0.0] * 784]}, 400, "/v1/predict"),
         ({"inputs": [{"name": "pixels", "shape": [2, 784], "datatype": "FP32", "data": [0.0] * 784}]}, 400,
          "needs 1568 values"),
+        # Malformed optional fields: one clear message each, never a 500 (nor one message per character).
+        ({**_ROW, "parameters": "binary_data_output"}, 400, "the request's 'parameters' must be a JSON object"),
+        ({**_ROW, "parameters": [1]}, 400, "the request's 'parameters' must be a JSON object"),
+        ({"inputs": [{**_ROW["inputs"][0], "parameters": 5}]}, 400, "an input's 'parameters' must be a JSON object"),
+        ({**_ROW, "outputs": 5}, 400, '"outputs" must be a list'),
+        ({**_ROW, "outputs": [{"name": "label", "parameters": "x"}]}, 400,
+         "an output's 'parameters' must be a JSON object"),
+        ({**_ROW, "outputs": [{"name": ["label"]}]}, 400, "outputs are probabilities, label"),
+        ({**_ROW, "outputs": [{"name": {"a": 1}}]}, 400, "outputs are probabilities, label"),
+        # A key twice in one object is ambiguous (a parser keeps one of them): refused, as on /v1.
+        (b'{"inputs": [], ' + orjson.dumps(_ROW)[1:], 400, 'the key "inputs" appears more than once'),
+        (orjson.dumps(_ROW).replace(b'"FP32"', b'"FP64","datatype":"FP32"'), 400,
+         'the key "datatype" appears more than once'),
     ],
 )  # fmt: skip
 def test_v2_errors_follow_the_protocol_and_name_the_fix(serving_stack, body, status: int, fix: str) -> None:
-    r = httpx.post(f"{local_url(serving_stack.ports.gateway)}/v2/models/mnist/infer", content=orjson.dumps(body))
+    content = body if isinstance(body, bytes) else orjson.dumps(body)
+    r = httpx.post(f"{local_url(serving_stack.ports.gateway)}/v2/models/mnist/infer", content=content)
     assert r.status_code == status, r.text
     error = r.json()
     assert isinstance(error["error"], str) and fix in error["error"], error  # the protocol's {"error": "..."}
+
+
+def test_a_row_that_repeats_no_key_is_answered(serving_stack) -> None:
+    """The duplicate check's guard (a key's text seen more often than objects holding it) must not
+    refuse a valid body where a value happens to spell a key: the exact parse clears it."""
+    body = {**_ROW, "id": "inputs", "outputs": [{"name": "label"}, {"name": "probabilities"}]}
+    r = httpx.post(f"{local_url(serving_stack.ports.gateway)}/v2/models/mnist/infer", content=orjson.dumps(body))
+    assert r.status_code == 200, r.text
+    assert r.json()["id"] == "inputs" and [o["name"] for o in r.json()["outputs"]] == ["label", "probabilities"]
+
+
+def test_gateway_refusals_on_v2_have_the_protocols_shape(serving_stack) -> None:
+    """The middleware refuses an oversized body before any route runs: on /v2 in the protocol's
+    shape too, and on /v1 in the gateway's own."""
+    big = b"[" + b"0," * (MAX_JSON_BODY_BYTES // 2) + b"0]"
+    base = local_url(serving_stack.ports.gateway)
+    v2 = httpx.post(f"{base}/v2/models/mnist/infer", content=big)
+    assert v2.status_code == 413, v2.text
+    assert v2.json()["type"] == "body_too_large" and "exceeds the limit" in v2.json()["error"], v2.json()
+    v1 = httpx.post(f"{base}/v1/predict", content=big)
+    assert v1.status_code == 413 and v1.json()["error"]["type"] == "body_too_large", v1.text
 
 
 def test_v2_errors_over_grpc_are_status_codes(clients) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from gateway.app.admission import MAX_RETRY_AFTER_S, MIN_RETRY_AFTER_S, Shed
 from gateway.app.clients.base import BackendError
-from gateway.app.core.errors import APIError
+from gateway.app.core.errors import APIError, shaped
 from gateway.app.dataplane import error_body
 
 log = logging.getLogger("gateway")
@@ -23,11 +23,7 @@ def render(exc: BaseException, scope: MutableMapping[str, Any]) -> tuple[int, di
     """(status, body, headers) for ``exc``: the Open Inference Protocol's ``{"error": "<message>"}``
     (with ``type`` and ``status`` beside it) on /v2 routes, the gateway's own shape elsewhere."""
     status, body, headers = _render(exc, scope.setdefault("state", {}))
-    path: str = scope.get("path", "")
-    if path == "/v2" or path.startswith("/v2/"):
-        error = body["error"]
-        body = {"error": error["message"], "type": error["type"], "status": status}
-    return status, body, headers
+    return status, shaped(scope.get("path", ""), status, body), headers
 
 
 def _render(exc: BaseException, state: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:

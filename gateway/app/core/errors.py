@@ -15,6 +15,20 @@ class APIError(Exception):
         return {"error": {"status": self.status, "type": self.type, "message": self.message, **self.extra}}
 
 
+def is_v2(path: str) -> bool:
+    return path == "/v2" or path.startswith("/v2/")
+
+
+def shaped(path: str, status: int, body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` as the route at ``path`` answers errors: the Open Inference Protocol's
+    ``{"error": "<message>"}`` (with ``type`` and ``status`` beside it) on /v2 routes, the
+    gateway's own shape elsewhere. One place, so the middleware's refusals match the routes'."""
+    if not is_v2(path):
+        return body
+    error = body["error"]
+    return {"error": error["message"], "type": error["type"], "status": status}
+
+
 def bad_request(type_: str, message: str) -> APIError:
     return APIError(400, type_, message)
 

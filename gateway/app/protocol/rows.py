@@ -50,7 +50,7 @@ def decode_request(raw: bytes, max_rows: int) -> Instances:
     re-encoding 784 floats per row is the cheapest work of all."""
     body = parse_json(raw)
     if raw.count(_KEY) > 1:  # one scan; only then the slower parse that sees duplicate keys
-        _refuse_duplicate_keys(raw)
+        refuse_duplicate_keys(raw)
     if type(body) is dict and (len(body) != 1 or "instances" not in body):
         return Instances(decode_instances(_instances_of(body), max_rows))  # another form: re-encoded
     array = decode_instances(body, max_rows, raw)
@@ -134,8 +134,8 @@ def decode_instances(body: Any, max_rows: int, raw: bytes | None = None) -> np.n
 _KEY = b'"instances"'
 
 
-def _refuse_duplicate_keys(raw: bytes) -> None:
-    """A key given twice at the top level: JSON parsers keep one of them (orjson the last, a server
+def refuse_duplicate_keys(raw: bytes) -> None:
+    """A key given twice in one object: JSON parsers keep one of them (orjson the last, a server
     maybe the first), so the request is ambiguous; refused rather than guessed."""
 
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import numpy as np
 import orjson
 
 from gateway.app.core.errors import APIError, bad_request, too_large
-from gateway.app.protocol.rows import check_values, parse_json
+from gateway.app.protocol.rows import check_values, parse_json, refuse_duplicate_keys
 from mnist_serving import oip
 from mnist_serving.spec import IMAGE_SIDE, INPUT_DIM, UNCERTAIN_BELOW
 
@@ -55,6 +55,39 @@ def _refuse_unknown(what: str, given: Iterable[str], allowed: tuple[str, ...]) -
             close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise APIError(422, "unknown_field", f"{what} has no field {key!r}{hint} (it takes: {', '.join(allowed)})")
+
+
+def _object(what: str, value: Any) -> dict[str, Any]:
+    """An optional JSON object (``parameters``): absent or null is empty, anything else is refused."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise bad_request(
+            "bad_parameters", f'{what} must be a JSON object such as {{"binary_data": true}}, got {value!r:.60}'
+        )
+    return value
+
+
+def _key_counts(value: Any, counts: dict[str, int]) -> None:
+    """How many objects hold each key, over the request's objects (never into ``data``'s numbers)."""
+    if type(value) is dict:
+        for key, item in value.items():
+            counts[key] = counts.get(key, 0) + 1
+            if key != "data":
+                _key_counts(item, counts)
+    elif type(value) is list:
+        for item in value:
+            if type(item) in (dict, list):
+                _key_counts(item, counts)
+
+
+def _refuse_duplicates(raw: bytes, request: dict[str, Any]) -> None:
+    """A key given twice in one object (the parser kept one of them): refused as on /v1. The exact
+    parse runs only when some key's text occurs more often than the objects holding it."""
+    counts: dict[str, int] = {}
+    _key_counts(request, counts)
+    if any(raw.count(orjson.dumps(key)) > n for key, n in counts.items()):
+        refuse_duplicate_keys(raw)
 
 
 def _rows(data: np.ndarray, shape: list[int], max_rows: int) -> np.ndarray:
@@ -99,20 +132,23 @@ def _input_name(name: Any) -> None:
         raise bad_request("unknown_input", f"the model's one input is {oip.INPUT!r}, not {name!r}")
 
 
-def _requested(outputs: list[Any] | None, binary_default: bool) -> tuple[Requested, ...]:
+def _requested(outputs: Any, binary_default: bool) -> tuple[Requested, ...]:
     if outputs is None:
         return tuple(Requested(n, binary_default) for n in oip.OUTPUTS) if binary_default else ()
+    if not isinstance(outputs, list):
+        raise bad_request("bad_output", f'"outputs" must be a list like [{{"name": "label"}}], got {outputs!r:.60}')
     out = []
     for o in outputs:
         if not isinstance(o, dict):
             raise bad_request("bad_output", f"each requested output is an object with a name, got {o!r}")
         _refuse_unknown("a requested output", o, _OUTPUT_KEYS)
-        params = o.get("parameters") or {}
+        params = _object("an output's 'parameters'", o.get("parameters"))
         _refuse_unknown("an output's parameters", params, _OUTPUT_PARAMETERS)
         if params.get("classification"):
             raise bad_request("unsupported_parameter", "the classification extension is not offered; read 'label'")
-        if o.get("name") not in oip.OUTPUTS:
-            raise bad_request("unknown_output", f"no output {o.get('name')!r}; outputs are {', '.join(oip.OUTPUTS)}")
+        name = o.get("name")
+        if type(name) is not str or name not in oip.OUTPUTS:
+            raise bad_request("unknown_output", f"no output {name!r:.60}; outputs are {', '.join(oip.OUTPUTS)}")
         out.append(Requested(o["name"], bool(params.get("binary_data", binary_default))))
     return tuple(out)
 
@@ -131,7 +167,8 @@ def decode_rest(body: bytes, header_length: str | None, max_rows: int) -> V2Requ
     if "instances" in request:
         raise bad_request("wrong_protocol", 'v2 takes {"inputs": [...]}; {"instances": [...]} goes to /v1/predict')
     _refuse_unknown("an inference request", request, _REQUEST_KEYS)
-    params = request.get("parameters") or {}
+    _refuse_duplicates(body, request)
+    params = _object("the request's 'parameters'", request.get("parameters"))
     _refuse_unknown("the request's parameters", params, _REQUEST_PARAMETERS)
     inputs = request.get("inputs")
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
@@ -141,7 +178,7 @@ def decode_rest(body: bytes, header_length: str | None, max_rows: int) -> V2Requ
     _input_name(tensor.get("name"))
     _datatype(tensor.get("datatype"))
     shape = _shape(tensor.get("shape"))
-    tparams = tensor.get("parameters") or {}
+    tparams = _object("an input's 'parameters'", tensor.get("parameters"))
     _refuse_unknown("an input's parameters", tparams, _INPUT_PARAMETERS)
     size = tparams.get("binary_data_size")
     if size is not None:

@@ -80,6 +80,25 @@ def test_invalid_points_are_left_out_and_counted_in_the_verdict() -> None:
     )
 
 
+def test_an_interval_that_reaches_zero_is_marked_and_judges_nothing() -> None:
+    """One wild block (a stall on a shared machine) makes the t interval reach 0: the figure is
+    marked uninformative and the rate 'too noisy to tell', not 'indistinguishable'."""
+    points = []
+    for b, slow in enumerate([1.0, 1.0, 1.0, 40.0]):
+        points += [_point("tfserving", 100.0, b, 2.0 * slow), _point("torchserve", 100.0, b, 2.0)]
+    cells, ratios = summarise(points, ("tfserving", "torchserve"), {}, [100.0], resamples=999)
+    tf = next(c for c in cells if c.target == "tfserving")
+    assert tf.p50_ms.ci95 is not None and tf.p50_ms.ci95[0] == 0.0 and tf.p50_ms.uninformative
+    assert ratios[0].p50.uninformative and ratios[0].verdict == "p50: too noisy to tell; p99: too noisy to tell"
+    lines = verdict_lines(points, cells, ratios)
+    assert "0.00–" in lines[1] and "uninformative)" in lines[1]
+    assert lines[-1] == "VERDICT: no rate could be judged; too noisy to tell at 100 req/s (the ratio's interval " \
+        "reaches 0): re-run with more --blocks on a quieter machine"  # fmt: skip
+    quiet = [p for p in points if p.block < 3]  # without the wild block: a tie, judged
+    cells, ratios = summarise(quiet, ("tfserving", "torchserve"), {}, [100.0], resamples=999)
+    assert not ratios[0].p50.uninformative and "indistinguishable" in ratios[0].verdict
+
+
 def test_too_few_blocks_give_no_interval_and_no_verdict() -> None:
     points = [p for p in _points() if p.block < 2]
     _, ratios = summarise(points, ("tfserving", "torchserve"), FLOORS, [100.0], resamples=99)
