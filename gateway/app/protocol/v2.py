@@ -68,25 +68,25 @@ def _object(what: str, value: Any) -> dict[str, Any]:
     return value
 
 
-def _key_counts(value: Any, counts: dict[str, int]) -> None:
-    """How many objects hold each key, over the request's objects (never into ``data``'s numbers)."""
-    if type(value) is dict:
-        for key, item in value.items():
-            counts[key] = counts.get(key, 0) + 1
-            if key != "data":
-                _key_counts(item, counts)
-    elif type(value) is list:
-        for item in value:
-            if type(item) in (dict, list):
-                _key_counts(item, counts)
+def _quotes(value: Any) -> int:
+    """The quote characters the JSON text of ``value`` holds when no object repeats a key (escaped
+    quotes inside strings included; ``data``'s numbers are not walked: strings there only send the
+    check below to its exact parse)."""
+    kind = type(value)
+    if kind is str:
+        return 2 + value.count('"')
+    if kind is dict:
+        return sum(2 + k.count('"') + (_quotes(v) if k != "data" else 0) for k, v in value.items())
+    if kind is list:
+        return sum(_quotes(v) for v in value if type(v) in (str, dict, list))
+    return 0
 
 
 def _refuse_duplicates(raw: bytes, request: dict[str, Any]) -> None:
-    """A key given twice in one object (the parser kept one of them): refused as on /v1. The exact
-    parse runs only when some key's text occurs more often than the objects holding it."""
-    counts: dict[str, int] = {}
-    _key_counts(request, counts)
-    if any(raw.count(orjson.dumps(key)) > n for key, n in counts.items()):
+    """A key given twice in one object (the parser kept one of them): refused as on /v1. A repeated
+    key leaves quotes in the text that the parsed request lacks, so one byte count (~1.5 µs per row)
+    decides whether the exact, slower parse must run."""
+    if raw.count(b'"') != _quotes(request):
         refuse_duplicate_keys(raw)
 
 
