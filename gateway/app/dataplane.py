@@ -214,11 +214,20 @@ class DataPlane:
         return list(status.versions)
 
     async def model_ready(self, backend: str, version: str | None = None) -> bool:
+        """Whether ``backend`` (any, for ``auto``) can answer ``version`` now; 404 for a version that no
+        backend asked lists (one that lists nothing, being down, may yet have it: not ready)."""
         names = list(self.clients) if backend == AUTO else [backend]
+        loaded: list[str] = []
+        maybe = version is None
         for name in names:
             status = await self.clients[name].status()
-            if status.ready and (version is None or version in status.versions or version in status.labels):
+            has = version is None or version in status.versions or version in status.labels
+            if status.ready and has:
                 return True
+            maybe = maybe or has or not status.versions
+            loaded += [v for v in (*status.versions, *status.labels) if v not in loaded]
+        if not maybe:
+            raise APIError(404, "unknown_version", f"no version {version!r} is loaded (loaded: {', '.join(loaded)})")
         return False
 
     @property
@@ -284,6 +293,8 @@ class DataPlane:
         for name in order:
             if name != order[-1] and self.admissions[name].stalled():
                 continue  # its calls are stuck: sending more would only add to those waiting for a timeout
+            if version is not None:
+                await self._check_version(name, version)  # 404 naming what is loaded, not the backend's own error
             try:
                 chosen = version if version is not None or not self.canaries else self._canary_version(name, principal)
                 result = await self._call(

@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry=None if otel else {"tracing": False, "metrics": False, "logs": False},
         docs_url=None,  # served by routes/docs.py with local assets
         redoc_url=None,
+        redirect_slashes=False,  # /v2/models/mnist/infer/ is a 404 naming the routes, not a 307 with no body
     )
     app.state.settings = settings
     app.state.metrics = metrics

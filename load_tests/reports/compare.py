@@ -50,7 +50,7 @@ def plot(run: results.CompareRun, path: Path) -> Path:
         ax.set_xticks(run.rates)
         ax.set_xlabel("offered rate (req/s, open loop)")
         ax.set_ylabel(f"{title} latency from the intended send (ms)")
-        ax.set_title(f"{title}: mean over {run.blocks} blocks, 95 % interval")
+        ax.set_title(f"{title}: mean over the blocks with a valid point\n(bars: 95 % interval, where there is one)")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     save(fig, path)

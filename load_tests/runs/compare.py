@@ -204,7 +204,14 @@ def verdict_lines(
     if noisy:
         short += f"; too noisy to tell at {', '.join(noisy)} req/s (the ratio's interval reaches 0)"
     if not judged:
-        lines.append(f"VERDICT: no rate could be judged{short}: re-run with more --blocks on a quieter machine")
+        lag = reasons.get("send lag", 0)
+        cause = (
+            f"; {lag} of {len(points)} points were left out for the generator's send lag, which more blocks do not "
+            "shorten (make bench-generator measures it on this machine)"
+            if lag * 2 > len(invalid) and invalid
+            else "; or on a quieter machine"
+        )
+        lines.append(f"VERDICT: no rate could be judged{short}: re-run with more --blocks{cause}")
     elif not differ:
         lines.append(f"VERDICT: {ratios[0].a} and {ratios[0].b} do not differ at "
                      f"{', '.join(f'{r.rate:,.0f}' for r in judged)} req/s (every ratio's 95 % interval holds 1)"

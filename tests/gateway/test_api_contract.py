@@ -200,7 +200,7 @@ def _code_error_types() -> set[str]:
     found |= set(re.findall(r'\bkind(?:, retryable)? = (?:\d+, )?"([a-z_]+)"', text))
     found |= set(re.findall(r'"type": "([a-z_]+)", "message"', text))  # handlers building bodies directly
     found |= set(re.findall(r'\d{3}: "([a-z_]+)"', text))  # the 404/405 names
-    found |= set(re.findall(r'_reject\(\s*\w+,\s*\d+,\s*"([a-z_]+)"', text))  # the middleware's own answers
+    found |= set(re.findall(r'_reject\(\s*\w+,\s*(?:[\w\["\]]+,\s*)?\d+,\s*"([a-z_]+)"', text))  # the middleware's own
     return found - {"http_error"}  # any other Starlette status: none is reachable from a route
 
 

@@ -49,6 +49,30 @@ JSON_CASES = [
     ("numeric-strings", _body(_values('"0.1"')), 422, 'row 0 holds a non-number at position 0: a string ("0.1")'),
     ("null", _body(_last(0.0, "null")), 422, "row 0 holds a non-number at position 783: null"),
     ("boolean-in-28x28", _body(str([[0.0] * 28] * 27 + [[0.0] * 27 + ["true"]]).replace("'", "")), 422, "a boolean"),
+    # An integer literal no float holds (the stdlib parser reads it exactly): refused, not a 500.
+    ("huge-integer", _body(_last(0.0, "1" + "0" * 400)), 422, "too large"),
+    # Deeper than the stdlib parser recurses (the duplicate-key check's exact parse): a 400, not a 500.
+    ("too-deep", b'{"instances": ' + b"[" * 1010 + b'"x"' + b"]" * 1010 + b"}", 400, "nests too deeply"),
+    # A key twice, hidden behind an escape or outside "instances": every parser would read one of them.
+    (
+        "escaped-duplicate",
+        b'{"\\u0069nstances": [' + _values(1.0).encode() + b'], "instances": [' + _values(0.0).encode() + b"]}",
+        400,
+        'the key "instances" appears more than once',
+    ),
+    (
+        "duplicate-signature",
+        b'{"instances": [' + _values(0.0).encode() + b'], "signature_name": "serving_default", '
+        b'"signature_name": "other"}',
+        400,
+        'the key "signature_name" appears more than once',
+    ),
+    (
+        "duplicate-input",
+        b'{"inputs": {"pixels": [' + _values(1.0).encode() + b'], "pixels": [' + _values(0.0).encode() + b"]}}",
+        400,
+        'the key "pixels" appears more than once',
+    ),
 ]
 
 

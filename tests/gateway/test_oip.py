@@ -145,6 +145,22 @@ def test_a_version_path_names_the_version_and_an_unknown_one_is_404(clients, ser
         (b'{"inputs": [], ' + orjson.dumps(_ROW)[1:], 400, 'the key "inputs" appears more than once'),
         (orjson.dumps(_ROW).replace(b'"FP32"', b'"FP64","datatype":"FP32"'), 400,
          'the key "datatype" appears more than once'),
+        # ... also when escapes make up for the repeated key's quotes (the cheap check must not be fooled).
+        (orjson.dumps({**_ROW, "parameters": {"binary_data_output": False}})[:-1] +
+         b',"parameters":{"binary_data_output":true},"id":"' + b"\\u0022" * 4 + b'"}', 400,
+         'the key "parameters" appears more than once'),
+        # Values numpy would convert without a word: refused, as on /v1.
+        ({"inputs": [{**_ROW["inputs"][0], "data": ["0.5"] * 784}]}, 400, "other than JSON numbers"),
+        ({"inputs": [{**_ROW["inputs"][0], "data": [True] + [0.5] * 783}]}, 400, "other than JSON numbers"),
+        ({"inputs": [{**_ROW["inputs"][0], "data": [None] * 784}]}, 400, "other than JSON numbers"),
+        (orjson.dumps(_ROW).replace(b"[0.0,", b"[1" + b"0" * 400 + b",", 1), 400, "too large for FP32"),
+        # Nesting as deep as the parser allows, where the request's fields are walked: a 400, not a 500.
+        (orjson.dumps(_ROW)[:-1] + b',"id":' + b"[" * 600 + b"]" * 600 + b"}", 400, '"id" must be a string'),
+        (orjson.dumps(_ROW)[:-1] + b',"outputs":[' + b"[" * 600 + b"]" * 600 + b"]}", 400, "is an object with a name"),
+        ({**_ROW, "id": 5}, 400, '"id" must be a string'),
+        ({**_ROW, "outputs": [{"name": "label"}, {"name": "label"}]}, 400, "requested twice"),
+        ({**_ROW, "parameters": {"binary_data_output": "no"}}, 400, "must be true or false, got \"no\""),
+        ({"inputs": [{**_ROW["inputs"][0], "parameters": {"binary_data_size": 3136}}]}, 400, "send one of them"),
     ],
 )  # fmt: skip
 def test_v2_errors_follow_the_protocol_and_name_the_fix(serving_stack, body, status: int, fix: str) -> None:
@@ -153,6 +169,37 @@ def test_v2_errors_follow_the_protocol_and_name_the_fix(serving_stack, body, sta
     assert r.status_code == status, r.text
     error = r.json()
     assert isinstance(error["error"], str) and fix in error["error"], error  # the protocol's {"error": "..."}
+
+
+@pytest.mark.parametrize(
+    ("header", "body", "fix"),
+    [
+        ("\u00b2", orjson.dumps(_ROW), "the JSON header's length"),  # str.isdigit() says yes; int() says no
+        ("abc", orjson.dumps(_ROW), "the JSON header's length"),
+        (None, orjson.dumps({"inputs": [{**_ROW["inputs"][0], "parameters": {"binary_data_size": 3136},
+                                         "data": None}]}) + b"\xff" * 3136, "Inference-Header-Content-Length"),
+    ],
+)  # fmt: skip
+def test_the_binary_header_is_checked_and_its_absence_named(serving_stack, header, body: bytes, fix: str) -> None:
+    headers = {} if header is None else {"Inference-Header-Content-Length": header.encode("latin-1")}
+    r = httpx.post(f"{local_url(serving_stack.ports.gateway)}/v2/models/mnist/infer", content=body, headers=headers)
+    assert r.status_code == 400 and fix in r.json()["error"], r.text
+
+
+def test_an_unknown_version_is_404_on_auto_and_on_ready(serving_stack) -> None:
+    """auto checks the version on the backend it picks, as a named backend does: 404 naming what is
+    loaded, not the backend's own error as a 502."""
+    base = local_url(serving_stack.ports.gateway)
+    for r in (
+        httpx.post(f"{base}/v2/models/mnist/versions/9/infer", content=orjson.dumps(_ROW)),
+        httpx.get(f"{base}/v2/models/mnist/versions/9/ready"),
+        httpx.get(f"{base}/v2/models/mnist-torchserve/versions/9/ready"),
+    ):
+        assert r.status_code == 404 and r.json()["type"] == "unknown_version", r.text
+    v1 = httpx.post(f"{base}/v1/predict?version=9", json={"instances": [[0.0] * 784]})
+    assert v1.status_code == 404 and v1.json()["error"]["type"] == "unknown_version", v1.text
+    slash = httpx.post(f"{base}/v2/models/mnist/infer/", content=orjson.dumps(_ROW))
+    assert slash.status_code == 404 and slash.json()["type"] == "not_found", slash.text
 
 
 def test_a_body_that_repeats_no_key_is_answered(serving_stack) -> None:
@@ -186,3 +233,42 @@ def test_v2_errors_over_grpc_are_status_codes(clients) -> None:
     with pytest.raises(InferenceServerException) as info:
         grpc.infer("mnist-tfserving", [tensor])
     assert info.value.status() == "StatusCode.INVALID_ARGUMENT" and "FP32" in info.value.message()
+    good = grpcclient.InferInput("pixels", [1, 784], "FP32")
+    good.set_data_from_numpy(np.zeros((1, 784), dtype=np.float32))
+    with pytest.raises(InferenceServerException) as info:
+        grpc.infer("mnist", [good], model_version="9")
+    assert info.value.status() == "StatusCode.NOT_FOUND" and "no version '9'" in info.value.message()
+
+
+def _grpc_request(**extra: object):
+    request = oip.ModelInferRequest(model_name="mnist")
+    tensor = request.inputs.add(name="pixels", datatype="FP32", shape=[1, 784])
+    request.raw_input_contents.append(np.zeros(784, dtype="<f4").tobytes())
+    if extra.get("parameter"):
+        tensor.parameters["foo"].int64_param = 1
+    if extra.get("two_raw"):
+        request.raw_input_contents.append(b"\0" * 3136)
+    if extra.get("contents"):
+        tensor.contents.fp32_contents.extend([0.0] * 784)
+    for name in extra.get("outputs", ()):  # type: ignore[attr-defined]
+        request.outputs.add(name=name)
+    return request
+
+
+@pytest.mark.parametrize(
+    ("extra", "fix"),
+    [
+        ({"parameter": True}, "an input's parameters has no field 'foo'"),  # as REST refuses it
+        ({"two_raw": True}, "2 raw_input_contents"),
+        ({"contents": True}, "send one of them"),
+        ({"outputs": ("label", "label")}, "requested twice"),
+    ],
+)
+def test_grpc_requests_are_as_strict_as_rest(extra: dict[str, object], fix: str) -> None:
+    from gateway.app.core.errors import APIError
+    from gateway.app.protocol import v2
+
+    assert v2.decode_grpc(_grpc_request(), 256).rows.shape == (1, 784)
+    with pytest.raises(APIError) as info:
+        v2.decode_grpc(_grpc_request(**extra), 256)
+    assert fix in info.value.message

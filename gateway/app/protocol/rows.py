@@ -49,8 +49,7 @@ def decode_request(raw: bytes, max_rows: int) -> Instances:
     but flat rows of numbers: TF Serving and TorchServe accept those bytes unchanged, and not
     re-encoding 784 floats per row is the cheapest work of all."""
     body = parse_json(raw)
-    if raw.count(_KEY) > 1:  # one scan; only then the slower parse that sees duplicate keys
-        refuse_duplicate_keys(raw)
+    refuse_duplicate_keys(raw, body)
     if type(body) is dict and (len(body) != 1 or "instances" not in body):
         return Instances(decode_instances(_instances_of(body), max_rows))  # another form: re-encoded
     array = decode_instances(body, max_rows, raw)
@@ -116,6 +115,8 @@ def decode_instances(body: Any, max_rows: int, raw: bytes | None = None) -> np.n
         check_types(instances)
     try:
         arr = np.asarray(instances, dtype=np.float32)
+    except OverflowError:  # an integer literal beyond any float (the stdlib parser reads it exactly)
+        raise unprocessable("out_of_range", "a value is too large for a number; values must be in [0, 1]") from None
     except (TypeError, ValueError):
         raise _explain(instances) from None
     if arr.ndim == 3 and arr.shape[1:] == (IMAGE_SIDE, IMAGE_SIDE):
@@ -134,18 +135,57 @@ def decode_instances(body: Any, max_rows: int, raw: bytes | None = None) -> np.n
 _KEY = b'"instances"'
 
 
-def refuse_duplicate_keys(raw: bytes) -> None:
-    """A key given twice in one object: JSON parsers keep one of them (orjson the last, a server
-    maybe the first), so the request is ambiguous; refused rather than guessed."""
+# The fields whose values are rows of numbers here (TF Serving's "inputs" too): the duplicate check
+# does not walk them.
+ROWS_FIELDS = frozenset(("instances", "inputs"))
 
+
+def _quotes(value: Any, opaque: frozenset[str]) -> int:
+    """The quote characters the JSON text of ``value`` holds when no object repeats a key and no
+    string holds an escape. Iterative (a body may nest as deep as the parser allows); a list is
+    walked only when its first item is a string or a container, and ``opaque`` fields not at all:
+    what is skipped can only make the text hold more quotes than counted, which sends the check to
+    its exact parse, never past it."""
+    n, stack = 0, [value]
+    while stack:
+        v = stack.pop()
+        kind = type(v)
+        if kind is str:
+            n += 2
+        elif kind is dict:
+            for key, item in v.items():
+                n += 2
+                if key not in opaque:
+                    stack.append(item)
+        elif kind is list and v and type(v[0]) in (str, dict, list):
+            stack.extend(x for x in v if type(x) in (str, dict, list))
+    return n
+
+
+def refuse_duplicate_keys(raw: bytes, parsed: Any, opaque: frozenset[str] = ROWS_FIELDS) -> None:
+    """A key given twice in one object: JSON parsers keep one of them (orjson the last, TF Serving's
+    RapidJSON the first), so the request is ambiguous; refused rather than guessed. A repeated key
+    leaves quotes in the text that ``parsed`` lacks: a byte count (~0.3 ns a byte) and a search for
+    escapes (which could hide quotes) decide whether the exact, slower parse must run. ``opaque``:
+    the fields holding numbers, not walked."""
+    if b"\\" in raw or raw.count(b'"') != _quotes(parsed, opaque):
+        _refuse_duplicate_keys_exactly(raw)
+
+
+def _refuse_duplicate_keys_exactly(raw: bytes) -> None:
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
         keys = [k for k, _ in items]
         dup = next((k for k in keys if keys.count(k) > 1), None)
         if dup is not None:
-            raise bad_request("duplicate_key", f'the key "{dup}" appears more than once in one object; send it once')
+            raise bad_request(
+                "duplicate_key", f'the key "{dup:.60}" appears more than once in one object; send it once'
+            )
         return dict(items)
 
-    json.loads(raw, object_pairs_hook=pairs)
+    try:
+        json.loads(raw, object_pairs_hook=pairs)
+    except RecursionError:
+        raise bad_request("invalid_json", "the JSON nests too deeply; a request is a few levels deep") from None
 
 
 _SHAPE_HINT = '{"instances": [row, ...]}, a row being 784 numbers in [0, 1] or 28 rows of 28'

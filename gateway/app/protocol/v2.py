@@ -26,6 +26,7 @@ from mnist_serving import oip
 from mnist_serving.spec import IMAGE_SIDE, INPUT_DIM, UNCERTAIN_BELOW
 
 HEADER_LENGTH = "inference-header-content-length"
+_NUMBERS = frozenset(("data",))  # the one field holding numbers (not walked by the duplicate check)
 _REQUEST_KEYS = ("id", "parameters", "inputs", "outputs")
 _INPUT_KEYS = ("name", "shape", "datatype", "parameters", "data")
 _OUTPUT_KEYS = ("name", "parameters")
@@ -54,40 +55,71 @@ def _refuse_unknown(what: str, given: Iterable[str], allowed: tuple[str, ...]) -
         if key not in allowed:
             close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise APIError(422, "unknown_field", f"{what} has no field {key!r}{hint} (it takes: {', '.join(allowed)})")
+            takes = ", ".join(allowed) or "none"
+            raise APIError(422, "unknown_field", f"{what} has no field {key[:60]!r}{hint} (it takes: {takes})")
 
 
-def _object(what: str, value: Any) -> dict[str, Any]:
+_TYPE_NAMES: dict[type, str] = {list: "list", dict: "object"}
+
+
+def _json(value: Any) -> str:
+    """``value`` as the client wrote it (JSON, not Python's repr), cut short."""
+    try:
+        text = orjson.dumps(value, default=str).decode()
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes
+        return f"a {_TYPE_NAMES.get(type(value), type(value).__name__)} nested too deeply to show"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _object(what: str, value: Any, example: str) -> dict[str, Any]:
     """An optional JSON object (``parameters``): absent or null is empty, anything else is refused."""
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise bad_request(
-            "bad_parameters", f'{what} must be a JSON object such as {{"binary_data": true}}, got {value!r:.60}'
-        )
+        raise bad_request("bad_parameters", f"{what} must be a JSON object such as {example}, got {_json(value)}")
     return value
 
 
-def _quotes(value: Any) -> int:
-    """The quote characters the JSON text of ``value`` holds when no object repeats a key (escaped
-    quotes inside strings included; ``data``'s numbers are not walked: strings there only send the
-    check below to its exact parse)."""
-    kind = type(value)
-    if kind is str:
-        return 2 + value.count('"')
-    if kind is dict:
-        return sum(2 + k.count('"') + (_quotes(v) if k != "data" else 0) for k, v in value.items())
-    if kind is list:
-        return sum(_quotes(v) for v in value if type(v) in (str, dict, list))
-    return 0
+def _flag(what: str, value: Any, default: bool) -> bool:
+    """A boolean parameter: true or false, not a string or a number that merely looks like one."""
+    if value is None:
+        return default
+    if type(value) is not bool:
+        raise bad_request("bad_parameters", f"{what} must be true or false, got {_json(value)}")
+    return value
 
 
-def _refuse_duplicates(raw: bytes, request: dict[str, Any]) -> None:
-    """A key given twice in one object (the parser kept one of them): refused as on /v1. A repeated
-    key leaves quotes in the text that the parsed request lacks, so one byte count (~1.5 µs per row)
-    decides whether the exact, slower parse must run."""
-    if raw.count(b'"') != _quotes(request):
-        refuse_duplicate_keys(raw)
+def _holds_bool(values: list[Any]) -> bool:
+    stack = [values]
+    while stack:
+        for v in stack.pop():
+            if type(v) is bool:
+                return True
+            if type(v) is list:
+                stack.append(v)
+    return False
+
+
+def _numbers(values: list[Any], text: bytes) -> np.ndarray:
+    """``data``'s JSON numbers as float32. numpy would read "0.5", true and null as numbers without a
+    word. When nothing after the "data" key can start a string, true, false or null (``data`` last,
+    as tritonclient sends it without outputs: four memchr scans), the values are numbers; otherwise
+    numpy's own dtype shows strings, null and objects, and booleans are looked for."""
+    start = text.find(b'"data"')
+    plain = start >= 0 and all(text.find(c, start + 6) < 0 for c in (b'"', b"t", b"f", b"n"))
+    try:
+        arr = np.asarray(values, dtype=np.float32) if plain else np.asarray(values)
+    except OverflowError:
+        raise bad_request("bad_data", '"data" holds an integer too large for FP32: send numbers in [0, 1]') from None
+    except (TypeError, ValueError):
+        raise bad_request("bad_data", '"data" holds ragged lists: every row needs the same length') from None
+    if not plain and (arr.dtype.kind not in "fiu" or ((b"true" in text or b"false" in text) and _holds_bool(values))):
+        raise bad_request(
+            "bad_data",
+            '"data" holds something other than JSON numbers (a string, true/false, null, an object, or an integer '
+            "too large for FP32): send numbers in [0, 1]",
+        )
+    return arr.astype(np.float32, copy=False).reshape(-1)
 
 
 def _rows(data: np.ndarray, shape: list[int], max_rows: int) -> np.ndarray:
@@ -115,7 +147,7 @@ def _rows(data: np.ndarray, shape: list[int], max_rows: int) -> np.ndarray:
 
 def _shape(value: Any) -> list[int]:
     if not isinstance(value, list) or not all(type(d) is int and d >= 0 for d in value):
-        raise bad_request("wrong_shape", f"shape must be a list of non-negative integers, got {value!r}")
+        raise bad_request("wrong_shape", f"shape must be a list of non-negative integers, got {_json(value)}")
     return value
 
 
@@ -123,67 +155,99 @@ def _datatype(value: Any) -> None:
     if value != "FP32":
         raise bad_request(
             "wrong_datatype",
-            f"datatype {value!r}: the model takes FP32 (astype(np.float32) in numpy; 'FP32' in tritonclient)",
+            f"datatype {_json(value)}: the model takes FP32 (astype(np.float32) in numpy; 'FP32' in tritonclient)",
         )
 
 
 def _input_name(name: Any) -> None:
     if name != oip.INPUT:
-        raise bad_request("unknown_input", f"the model's one input is {oip.INPUT!r}, not {name!r}")
+        raise bad_request("unknown_input", f"the model's one input is {oip.INPUT!r}, not {_json(name)}")
 
 
 def _requested(outputs: Any, binary_default: bool) -> tuple[Requested, ...]:
     if outputs is None:
         return tuple(Requested(n, binary_default) for n in oip.OUTPUTS) if binary_default else ()
-    if not isinstance(outputs, list):
-        raise bad_request("bad_output", f'"outputs" must be a list like [{{"name": "label"}}], got {outputs!r:.60}')
-    out = []
+    _output_list(outputs)
+    out: list[Requested] = []
     for o in outputs:
         if not isinstance(o, dict):
-            raise bad_request("bad_output", f"each requested output is an object with a name, got {o!r}")
+            raise bad_request("bad_output", f"each requested output is an object with a name, got {_json(o)}")
         _refuse_unknown("a requested output", o, _OUTPUT_KEYS)
-        params = _object("an output's 'parameters'", o.get("parameters"))
+        params = _object("an output's 'parameters'", o.get("parameters"), '{"binary_data": true}')
         _refuse_unknown("an output's parameters", params, _OUTPUT_PARAMETERS)
         if params.get("classification"):
             raise bad_request("unsupported_parameter", "the classification extension is not offered; read 'label'")
         name = o.get("name")
         if type(name) is not str or name not in oip.OUTPUTS:
-            raise bad_request("unknown_output", f"no output {name!r:.60}; outputs are {', '.join(oip.OUTPUTS)}")
-        out.append(Requested(o["name"], bool(params.get("binary_data", binary_default))))
+            raise bad_request("unknown_output", f"no output {_json(name)}; outputs are {', '.join(oip.OUTPUTS)}")
+        if any(r.name == name for r in out):
+            raise bad_request("bad_output", f"the output {name!r} is requested twice; name each once")
+        out.append(Requested(name, _flag("binary_data", params.get("binary_data"), binary_default)))
     return tuple(out)
+
+
+def _output_list(outputs: Any) -> None:
+    if not isinstance(outputs, list):
+        raise bad_request("bad_output", f'"outputs" must be a list like [{{"name": "label"}}], got {_json(outputs)}')
+    if len(outputs) > len(oip.OUTPUTS):
+        raise bad_request(
+            "bad_output", f"{len(outputs)} outputs requested; the model has {len(oip.OUTPUTS)}: name each once"
+        )
 
 
 def decode_rest(body: bytes, header_length: str | None, max_rows: int) -> V2Request:
     """A REST infer body (JSON, or a JSON header and binary tensors after it)."""
     binary = b""
     if header_length is not None:
-        if not header_length.isdigit() or int(header_length) > len(body):
-            raise bad_request("invalid_header", f"Inference-Header-Content-Length {header_length!r} exceeds the body")
+        if not (header_length.isascii() and header_length.isdigit()) or int(header_length) > len(body):
+            raise bad_request(
+                "invalid_header",
+                f"Inference-Header-Content-Length {header_length[:20]!r} must be the JSON header's length in bytes "
+                f"(a whole number, at most the body's {len(body)})",
+            )
         cut = int(header_length)
         body, binary = body[:cut], body[cut:]
-    request = parse_json(body)
+    try:
+        request = parse_json(body)
+    except APIError:
+        if header_length is None and b"binary_data_size" in body:
+            raise bad_request(
+                "invalid_json",
+                "binary tensor data follows the JSON: send the Inference-Header-Content-Length header with the "
+                "JSON's length in bytes",
+            ) from None
+        raise
     if not isinstance(request, dict):
         raise bad_request("bad_request_body", f"the body must be a JSON object like {_EXAMPLE}")
     if "instances" in request:
         raise bad_request("wrong_protocol", 'v2 takes {"inputs": [...]}; {"instances": [...]} goes to /v1/predict')
     _refuse_unknown("an inference request", request, _REQUEST_KEYS)
-    _refuse_duplicates(body, request)
-    params = _object("the request's 'parameters'", request.get("parameters"))
-    _refuse_unknown("the request's parameters", params, _REQUEST_PARAMETERS)
+    request_id = request.get("id", "")
+    if type(request_id) is not str:
+        raise bad_request("bad_id", f'"id" must be a string (it is echoed in the answer), got {_json(request_id)}')
+    params = _object("the request's 'parameters'", request.get("parameters"), '{"binary_data_output": true}')
     inputs = request.get("inputs")
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
         raise bad_request("bad_inputs", f'"inputs" must hold the one input {oip.INPUT!r}: {_EXAMPLE}')
+    if request.get("outputs") is not None:
+        _output_list(request["outputs"])
+    refuse_duplicate_keys(body, request, _NUMBERS)  # the fields' types are known now: the walk is short
+    _refuse_unknown("the request's parameters", params, _REQUEST_PARAMETERS)
     tensor = inputs[0]
     _refuse_unknown("an input", tensor, _INPUT_KEYS)
     _input_name(tensor.get("name"))
     _datatype(tensor.get("datatype"))
     shape = _shape(tensor.get("shape"))
-    tparams = _object("an input's 'parameters'", tensor.get("parameters"))
+    tparams = _object("an input's 'parameters'", tensor.get("parameters"), '{"binary_data_size": 3136}')
     _refuse_unknown("an input's parameters", tparams, _INPUT_PARAMETERS)
     size = tparams.get("binary_data_size")
     if size is not None:
+        if "data" in tensor:
+            raise bad_request("bad_binary_data", 'the input has both "data" and binary_data_size: send one of them')
         if type(size) is not int or size != len(binary):
-            raise bad_request("bad_binary_data", f"binary_data_size {size!r} but {len(binary)} bytes follow the header")
+            raise bad_request(
+                "bad_binary_data", f"binary_data_size {_json(size)} but {len(binary)} bytes follow the header"
+            )
         if size % 4:
             raise bad_request("bad_binary_data", f"{size} bytes are not whole FP32 values (4 bytes each)")
         data = np.frombuffer(binary, dtype="<f4").astype(np.float32, copy=False)
@@ -195,14 +259,9 @@ def decode_rest(body: bytes, header_length: str | None, max_rows: int) -> V2Requ
         values = tensor.get("data")
         if not isinstance(values, list):
             raise bad_request("bad_data", f'"data" must be a list of numbers (flat, row-major, or nested): {_EXAMPLE}')
-        try:
-            data = np.asarray(values, dtype=np.float32).reshape(-1)
-        except (TypeError, ValueError):
-            raise bad_request("bad_data", '"data" holds something other than numbers, or ragged lists') from None
-    binary_default = bool(params.get("binary_data_output", False))
-    return V2Request(
-        _rows(data, shape, max_rows), str(request.get("id", "")), _requested(request.get("outputs"), binary_default)
-    )
+        data = _numbers(values, body)
+    binary_default = _flag("binary_data_output", params.get("binary_data_output"), False)
+    return V2Request(_rows(data, shape, max_rows), request_id, _requested(request.get("outputs"), binary_default))
 
 
 def outputs_of(probabilities: np.ndarray) -> dict[str, np.ndarray]:
@@ -253,7 +312,12 @@ def decode_grpc(request: Any, max_rows: int) -> V2Request:
     tensor = request.inputs[0]
     _input_name(tensor.name)
     _datatype(tensor.datatype)
+    _refuse_unknown("an input's parameters", tensor.parameters, ())
     shape = list(tensor.shape)
+    if len(request.raw_input_contents) > 1:
+        raise bad_request("bad_inputs", f"{len(request.raw_input_contents)} raw_input_contents for the one input")
+    if request.raw_input_contents and tensor.HasField("contents"):
+        raise bad_request("bad_inputs", "the input has both raw_input_contents and contents: send one of them")
     if request.raw_input_contents:
         raw = request.raw_input_contents[0]
         if len(raw) % 4:
@@ -261,11 +325,13 @@ def decode_grpc(request: Any, max_rows: int) -> V2Request:
         data = np.frombuffer(raw, dtype="<f4")
     else:
         data = np.asarray(tensor.contents.fp32_contents, dtype=np.float32)
-    outputs = []
+    outputs: list[Requested] = []
     for o in request.outputs:
         _refuse_unknown("an output's parameters", o.parameters, _OUTPUT_PARAMETERS)
         if o.name not in oip.OUTPUTS:
-            raise bad_request("unknown_output", f"no output {o.name!r}; outputs are {', '.join(oip.OUTPUTS)}")
+            raise bad_request("unknown_output", f"no output {o.name[:60]!r}; outputs are {', '.join(oip.OUTPUTS)}")
+        if any(r.name == o.name for r in outputs):
+            raise bad_request("bad_output", f"the output {o.name!r} is requested twice; name each once")
         outputs.append(Requested(o.name))
     return V2Request(_rows(data, shape, max_rows), request.id, tuple(outputs))
 
@@ -296,5 +362,5 @@ def known_model(name: str, models: Mapping[str, str]) -> str:
     if backend is None:
         close = difflib.get_close_matches(name, list(models), n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise APIError(404, "unknown_model", f"no model {name!r}{hint} (models: {', '.join(models)})")
+        raise APIError(404, "unknown_model", f"no model {name[:60]!r}{hint} (models: {', '.join(models)})")
     return backend

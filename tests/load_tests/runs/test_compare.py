@@ -93,10 +93,21 @@ def test_an_interval_that_reaches_zero_is_marked_and_judges_nothing() -> None:
     lines = verdict_lines(points, cells, ratios)
     assert "0.00–" in lines[1] and "uninformative)" in lines[1]
     assert lines[-1] == "VERDICT: no rate could be judged; too noisy to tell at 100 req/s (the ratio's interval " \
-        "reaches 0): re-run with more --blocks on a quieter machine"  # fmt: skip
+        "reaches 0): re-run with more --blocks; or on a quieter machine"  # fmt: skip
     quiet = [p for p in points if p.block < 3]  # without the wild block: a tie, judged
     cells, ratios = summarise(quiet, ("tfserving", "torchserve"), {}, [100.0], resamples=999)
     assert not ratios[0].p50.uninformative and "indistinguishable" in ratios[0].verdict
+
+
+def test_a_run_the_send_lag_left_unjudged_says_so() -> None:
+    """More blocks do not help when the generator's send lag invalidates the points: the verdict
+    names it rather than the machine's load."""
+    points = [_point(p.target, p.rate, p.block, p.p50_ms or 0.0, valid=p.block < 2) for p in _points()]
+    cells, ratios = summarise(points, ("tfserving", "torchserve"), FLOORS, [100.0, 300.0], resamples=99)
+    last = verdict_lines(points, cells, ratios)[-1]
+    assert last.startswith("VERDICT: no rate could be judged; not judged at 100, 300 req/s")
+    lag = f"{len(points) * 3 // 5} of {len(points)} points were left out for the generator's send lag"
+    assert last.endswith(f"{lag}, which more blocks do not shorten (make bench-generator measures it on this machine)")
 
 
 def test_too_few_blocks_give_no_interval_and_no_verdict() -> None:
