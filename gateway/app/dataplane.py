@@ -23,6 +23,7 @@ import asyncio
 import logging
 import math
 import random
+import re
 import time
 import zlib
 from dataclasses import dataclass
@@ -130,6 +131,19 @@ class Result:
         return out
 
 
+# A version number (1, 2.0) or a label (stable, canary-2): what a client may name. Anything else
+# never reaches a backend: a version is put in the backend's URL.
+_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def check_version_name(version: str) -> None:
+    if not _VERSION.fullmatch(version):
+        raise APIError(
+            404, "unknown_version",
+            f"no version {version[:40]!r}: a version is a number or a label of letters, digits, '.', '_' and '-'",
+        )  # fmt: skip
+
+
 def error_body(exc: BackendError) -> dict[str, Any]:
     return {"status": exc.status, "type": exc.kind, "message": str(exc), "backend": exc.backend}
 
@@ -216,6 +230,8 @@ class DataPlane:
     async def model_ready(self, backend: str, version: str | None = None) -> bool:
         """Whether ``backend`` (any, for ``auto``) can answer ``version`` now; 404 for a version that no
         backend asked lists (one that lists nothing, being down, may yet have it: not ready)."""
+        if version is not None:
+            check_version_name(version)
         names = list(self.clients) if backend == AUTO else [backend]
         loaded: list[str] = []
         maybe = version is None
@@ -345,6 +361,7 @@ class DataPlane:
 
     async def _check_version(self, name: str, version: str) -> None:
         """404 naming what is loaded, for a version the backend's latest status does not list."""
+        check_version_name(version)
         status = self.statuses.get(name)
         if status is None:
             status = self.statuses[name] = await self.clients[name].status()

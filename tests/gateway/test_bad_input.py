@@ -73,6 +73,29 @@ JSON_CASES = [
         400,
         'the key "pixels" appears more than once',
     ),
+    # What orjson refuses for its text stays refused (its fallback parser, for NaN and 1e400, would take it).
+    ("lone-surrogate", _body('["\\ud800",' + _values(0, 783)[1:]), 400, "a lone \\uD800-\\uDFFF escape"),
+    ("bom", b"\xef\xbb\xbf" + _body(_values(0.0)), 400, "UTF-8 without a BOM"),
+    ("utf-16", _body(_values(0.0)).decode().encode("utf-16"), 400, "UTF-8 without a BOM"),
+    # Values too deep to write back in the message: named, not a 500.
+    (
+        "deep-object",
+        _body("[" + '{"a":' * 400 + "1" + "}" * 400 + "," + _values(0, 783)[1:]),
+        422,
+        "an object nested too deeply to show",
+    ),
+    (
+        "deep-list",
+        _body("[0," + "[" * 1000 + "]" * 1000 + "," + _values(0, 782)[1:]),
+        422,
+        "a list nested too deeply to show",
+    ),
+    (
+        "deep-signature",
+        b'{"instances": [' + _values(0.0).encode() + b'], "signature_name": ' + b"[" * 1000 + b"]" * 1000 + b"}",
+        422,
+        "not a list nested too deeply to show",
+    ),
 ]
 
 

@@ -129,6 +129,28 @@ def test_a_chunked_upload_past_the_limit_is_refused_without_being_read(fake, tmp
         assert httpx.get(f"{gw}/healthz").status_code == 200
 
 
+def test_a_body_that_stops_arriving_is_a_408_within_the_budget(fake) -> None:
+    """A client that declares 100 bytes and sends 10 held its request (and its admission) for ever:
+    the body must arrive within the request's time budget."""
+    backend, url = fake
+    with gateway(tfserving_url=url) as gw:
+        host, port = gw.removeprefix("http://").split(":")
+        for path in ("/v1/predict", "/v2/models/mnist-tfserving/infer", "/v1/compare"):
+            sock = socket.create_connection((host, int(port)))
+            sock.settimeout(10)
+            start = time.monotonic()
+            sock.sendall(
+                f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                'Content-Length: 100\r\nX-Request-Timeout-Ms: 300\r\n\r\n{"instances"'.encode()
+            )
+            answer = sock.recv(4096)
+            waited = time.monotonic() - start
+            sock.close()
+            assert answer.startswith(b"HTTP/1.1 408") and b"body_timeout" in answer, (path, answer[:300])
+            assert 0.25 < waited < 5, waited
+        assert backend.calls == 0
+
+
 def _poll(url: str, stop: threading.Event, out: list[float]) -> None:
     with httpx.Client(timeout=5) as client:
         while not stop.is_set():

@@ -149,6 +149,9 @@ def test_a_version_path_names_the_version_and_an_unknown_one_is_404(clients, ser
         (orjson.dumps({**_ROW, "parameters": {"binary_data_output": False}})[:-1] +
          b',"parameters":{"binary_data_output":true},"id":"' + b"\\u0022" * 4 + b'"}', 400,
          'the key "parameters" appears more than once'),
+        # An escaped key with "data" written last elsewhere: the fast type check must not be fooled.
+        (b'{"inputs":[{"name":"pixels","shape":[1,784],"datatype":"FP32","d\\u0061ta":[true' + b",0" * 783 +
+         b']}],"id":"data"}', 400, "other than JSON numbers"),
         # Values numpy would convert without a word: refused, as on /v1.
         ({"inputs": [{**_ROW["inputs"][0], "data": ["0.5"] * 784}]}, 400, "other than JSON numbers"),
         ({"inputs": [{**_ROW["inputs"][0], "data": [True] + [0.5] * 783}]}, 400, "other than JSON numbers"),
@@ -202,6 +205,21 @@ def test_an_unknown_version_is_404_on_auto_and_on_ready(serving_stack) -> None:
     assert slash.status_code == 404 and slash.json()["type"] == "not_found", slash.text
 
 
+def test_a_version_cannot_smuggle_a_request_into_the_backend(serving_stack) -> None:
+    """A version goes into TF Serving's URL: CR/LF in it once added a second request on a pooled
+    connection (its answer then went to another client). Now only numbers and labels get through."""
+    base = local_url(serving_stack.ports.gateway)
+    smuggled = "stable/metadata HTTP/1.1\r\nHost: a\r\n\r\nGET /v1/models/mnist/labels/stable"
+    labels_before = [b.get("labels") for b in httpx.get(f"{base}/v1/backends").json()["backends"]]
+    for backend in ("tfserving", "auto", "torchserve"):
+        params = {"backend": backend, "version": smuggled}
+        r = httpx.post(f"{base}/v1/predict", params=params, json={"instances": [[0.0] * 784]})
+        assert r.status_code == 404 and "a number or a label" in r.json()["error"]["message"], r.text
+    r = httpx.post(f"{base}/v2/models/mnist/infer", content=orjson.dumps(_ROW))
+    assert r.status_code == 200, r.text
+    assert [b.get("labels") for b in httpx.get(f"{base}/v1/backends").json()["backends"]] == labels_before
+
+
 def test_a_body_that_repeats_no_key_is_answered(serving_stack) -> None:
     """The duplicate check's cheap guard (the quotes in the text vs in the parsed request) sends a
     quote written as an escape to the exact parse, which must clear a valid body."""
@@ -252,6 +270,12 @@ def _grpc_request(**extra: object):
         tensor.contents.fp32_contents.extend([0.0] * 784)
     for name in extra.get("outputs", ()):  # type: ignore[attr-defined]
         request.outputs.add(name=name)
+    if extra.get("classification"):
+        request.outputs.add(name="label").parameters["classification"].int64_param = 3
+    if extra.get("int_contents"):
+        del request.raw_input_contents[:]
+        tensor.contents.fp32_contents.extend([0.0] * 784)
+        tensor.contents.int_contents.extend([1])
     return request
 
 
@@ -262,6 +286,8 @@ def _grpc_request(**extra: object):
         ({"two_raw": True}, "2 raw_input_contents"),
         ({"contents": True}, "send one of them"),
         ({"outputs": ("label", "label")}, "requested twice"),
+        ({"classification": True}, "classification extension is not offered"),
+        ({"int_contents": True}, "the input holds int_contents"),
     ],
 )
 def test_grpc_requests_are_as_strict_as_rest(extra: dict[str, object], fix: str) -> None:

@@ -8,6 +8,7 @@ The API-key check is the one real dependency, and the app attaches it only when 
 from __future__ import annotations
 
 import hmac
+import re
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -35,18 +36,20 @@ def dataplane_of(request: Request | Incoming) -> DataPlane:
 DEADLINE_HEADER = "x-request-timeout-ms"
 
 
+_MILLISECONDS = re.compile(r"[0-9]{1,12}(\.[0-9]{1,6})?")
+
+
 def budget_of(headers: Headers, settings: Settings) -> Budget:
     """The request's time budget: the client's ``X-Request-Timeout-Ms`` (milliseconds from now;
     gRPC's deadline over HTTP), at most ``max_timeout_ms``, else the gateway's default."""
     raw = headers.get(DEADLINE_HEADER)
     if raw is None:
         return Budget(time.monotonic() + settings.default_timeout_ms / 1e3)
-    try:
-        ms = float(raw)
-    except ValueError:
-        ms = float("nan")
-    if not ms == ms or ms < 0 or ms == float("inf"):  # NaN, negative, infinite
-        raise APIError(400, "invalid_header", f"X-Request-Timeout-Ms must be milliseconds >= 0, got {raw!r}")
+    if len(headers.getlist(DEADLINE_HEADER)) > 1:
+        raise APIError(400, "invalid_header", "X-Request-Timeout-Ms is given more than once: send one deadline")
+    if not _MILLISECONDS.fullmatch(raw):  # float() would also take "1_000", "nan", "1e3", " 5"
+        raise APIError(400, "invalid_header", f"X-Request-Timeout-Ms must be milliseconds >= 0, got {raw[:40]!r}")
+    ms = float(raw)
     return Budget(time.monotonic() + min(ms, settings.max_timeout_ms) / 1e3, client=True)
 
 

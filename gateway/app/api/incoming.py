@@ -4,6 +4,8 @@ under a byte limit."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -12,7 +14,9 @@ from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import Receive, Scope
 
-from gateway.app.core.errors import too_large
+from gateway.app.core.errors import APIError, too_large
+
+MIN_BODY_WAIT_S = 1.0  # the least time a body may take to arrive, whatever the request's budget
 
 
 @dataclass
@@ -56,8 +60,25 @@ class Incoming:
                 return value.decode("latin-1").split(";")[0].strip().lower()
         return ""
 
-    async def body(self, limit: int) -> bytes:
-        """The body, refusing more than ``limit`` bytes whether or not Content-Length was sent."""
+    async def body(self, limit: int, deadline: float | None = None) -> bytes:
+        """The body, refusing more than ``limit`` bytes whether or not Content-Length was sent, and
+        a body that has not all arrived by ``deadline`` (time.monotonic(), the request's budget: a
+        client that stops sending must not hold the request, its connection and its admission)."""
+        if deadline is None:
+            return await self._body(limit)
+        # At least MIN_BODY_WAIT_S: a spent budget (X-Request-Timeout-Ms: 0) is the data plane's 504
+        # once the body is in, not a race between the body and the timer.
+        wait = max(deadline - time.monotonic(), MIN_BODY_WAIT_S)
+        try:
+            async with asyncio.timeout(wait):
+                return await self._body(limit)
+        except TimeoutError:
+            raise APIError(
+                408, "body_timeout", "the request's body did not all arrive within its time budget "
+                "(X-Request-Timeout-Ms, else the gateway's default): send the whole body at once",
+            ) from None  # fmt: skip
+
+    async def _body(self, limit: int) -> bytes:
         message = await self.receive()
         if message["type"] == "http.disconnect":
             raise ClientDisconnect()

@@ -19,7 +19,7 @@ from mnist_serving.image import ImageError
 IMAGE_STATUS = {"unsupported": 415, "too_large": 413, "unprocessable": 422}  # ImageError.problem -> HTTP
 
 
-async def json_rows(incoming: Incoming, settings: Settings) -> Instances:
+async def json_rows(incoming: Incoming, settings: Settings, deadline: float | None = None) -> Instances:
     ctype = incoming.content_type
     if ctype and ctype != "application/json" and not ctype.endswith("+json"):
         hint = (
@@ -28,7 +28,7 @@ async def json_rows(incoming: Incoming, settings: Settings) -> Instances:
             else " (curl: -H 'Content-Type: application/json')"
         )
         raise unsupported("unsupported_media_type", f"expected application/json, got {ctype}{hint}")
-    return decode_request(await incoming.body(settings.max_body_bytes), settings.max_rows)
+    return decode_request(await incoming.body(settings.max_body_bytes, deadline), settings.max_rows)
 
 
 async def image_row(incoming: Incoming, settings: Settings, decoder: ImageDecoder) -> np.ndarray:

@@ -120,6 +120,8 @@ class HTTPPool:
 
     def head(self, method: str, path: str, content_type: bytes | None = b"application/json") -> bytes:
         """A request line and headers, built once per endpoint; the body length follows per call."""
+        if not path.isascii() or any(c in path for c in " \r\n\t"):  # a second request smuggled in the line
+            raise ValueError(f"unsafe request path {path[:80]!r}")
         lines = [f"{method} {path} HTTP/1.1".encode(), b"Host: " + self._host_header]
         if content_type:
             lines.append(b"Content-Type: " + content_type)

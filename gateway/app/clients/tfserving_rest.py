@@ -11,6 +11,8 @@ moved by a rollout is followed within a second; the old version stays loaded unt
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import numpy as np
 import orjson
 
@@ -72,7 +74,9 @@ class TFServingRESTClient:
         return resolved
 
     async def _lookup(self, label: str) -> str:
-        head = self._pool.head("GET", f"/v1/models/{self._model}/labels/{label}/metadata", content_type=None)
+        head = self._pool.head(
+            "GET", f"/v1/models/{self._model}/labels/{quote(label, safe='')}/metadata", content_type=None
+        )
         try:
             r = await call_http(self.name, self._pool, head, None, self._status_timeout)
             version = str(orjson.loads(r.body)["model_spec"]["version"]) if r.status == 200 else ""

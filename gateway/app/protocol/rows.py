@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,11 +31,34 @@ def parse_json(raw: bytes) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         # Error path only: the stdlib parser reads NaN, Infinity and 1e400, so the value check
-        # below can say "non-finite" instead of a bare syntax error.
+        # below can say "non-finite" instead of a bare syntax error. What orjson refuses for its
+        # text stays refused: a BOM or UTF-16/32 (JSON is UTF-8, and the bytes may be forwarded
+        # as they are), and a lone surrogate escape, which is no character at all.
+        if _SURROGATE.search(raw):
+            raise bad_request("invalid_json", f"body is not valid JSON: {exc} (a lone \\uD800-\\uDFFF escape)") from exc
         try:
-            return json.loads(raw)
+            return json.loads(raw.decode("utf-8"))
         except (ValueError, RecursionError):
-            raise bad_request("invalid_json", f"body is not valid JSON: {exc}") from exc
+            raise bad_request("invalid_json", f"body is not valid JSON (UTF-8 without a BOM): {exc}") from exc
+
+
+def show(value: Any) -> str:
+    """``value`` in an error message: as the client wrote it (JSON, not Python's repr), cut short,
+    and never an error of its own (too deep to write, or an integer beyond 64 bits)."""
+    if type(value) is int and not -(2**63) <= value < 2**64:
+        return f"an integer of {len(str(abs(value)))} digits"
+    if type(value) is float and not math.isfinite(value):
+        return str(value)  # NaN, Infinity: orjson would write null
+    try:
+        text = orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        return f"{_JSON_TYPE.get(type(value), 'a list')} nested too deeply to show"
+    except RecursionError:
+        return "a value nested too deeply to show"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
 @dataclass(frozen=True)
@@ -76,12 +101,14 @@ def _instances_of(body: dict[str, Any]) -> dict[str, Any]:
             close = difflib.get_close_matches(key, _FIELDS, n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise unprocessable(
-                "unknown_field", f"the body has no field {key!r}{hint} (it takes: instances, or TF Serving's inputs; "
-                "signature_name)",
+                "unknown_field", f"the body has no field {show(key)}{hint} (it takes: instances, or TF Serving's "
+                "inputs; signature_name)",
             )  # fmt: skip
     signature = body.get("signature_name", SIGNATURE_NAME)
     if signature != SIGNATURE_NAME:
-        raise unprocessable("unknown_signature", f"the model's one signature is {SIGNATURE_NAME!r}, not {signature!r}")
+        raise unprocessable(
+            "unknown_signature", f"the model's one signature is {SIGNATURE_NAME!r}, not {show(signature)}"
+        )
     if "instances" in body and "inputs" in body:
         raise unprocessable(
             "ambiguous_body", 'send "instances" (rows) or "inputs" (TF Serving\'s columnar form), not both'
@@ -92,7 +119,7 @@ def _instances_of(body: dict[str, Any]) -> dict[str, Any]:
     if isinstance(inputs, dict):
         if set(inputs) != {INPUT_NAME}:
             raise unprocessable(
-                "unknown_input", f'"inputs" names the model\'s one input {INPUT_NAME!r}, not {sorted(inputs)}'
+                "unknown_input", f'"inputs" names the model\'s one input {INPUT_NAME!r}, not {show(list(inputs))}'
             )
         inputs = inputs[INPUT_NAME]
     return {"instances": inputs}
@@ -233,7 +260,7 @@ def may_hold_non_numbers(raw: bytes) -> bool:
     )
 
 
-_JSON_TYPE = {str: "a string", bool: "a boolean", type(None): "null", dict: "an object"}
+_JSON_TYPE = {str: "a string", bool: "a boolean", type(None): "null", dict: "an object", list: "a list"}
 
 
 def check_types(instances: list[Any]) -> None:
@@ -249,7 +276,7 @@ def check_types(instances: list[Any]) -> None:
                     what = _JSON_TYPE.get(kind, kind.__name__)
                     raise unprocessable(
                         "not_a_number",
-                        f"row {i} holds a non-number at position {j}: {what} ({orjson.dumps(value).decode()}); "
+                        f"row {i} holds a non-number at position {j}: {what} ({show(value)}); "
                         "pixel values must be JSON numbers, not strings, booleans or null",
                     )
 
@@ -286,5 +313,5 @@ def _explain(instances: list[Any]) -> APIError:
             flat = row
         bad = [v for v in flat if type(v) not in (int, float)]
         if bad:
-            return unprocessable("not_a_number", f"row {i} holds a non-number ({bad[0]!r}); values must be numbers")
+            return unprocessable("not_a_number", f"row {i} holds a non-number ({show(bad[0])}); values must be numbers")
     return unprocessable("wrong_shape", f"rows mix shapes; each row must be {want}")

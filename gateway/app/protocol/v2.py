@@ -21,7 +21,7 @@ import numpy as np
 import orjson
 
 from gateway.app.core.errors import APIError, bad_request, too_large
-from gateway.app.protocol.rows import check_values, parse_json, refuse_duplicate_keys
+from gateway.app.protocol.rows import check_values, parse_json, refuse_duplicate_keys, show
 from mnist_serving import oip
 from mnist_serving.spec import IMAGE_SIDE, INPUT_DIM, UNCERTAIN_BELOW
 
@@ -59,24 +59,12 @@ def _refuse_unknown(what: str, given: Iterable[str], allowed: tuple[str, ...]) -
             raise APIError(422, "unknown_field", f"{what} has no field {key[:60]!r}{hint} (it takes: {takes})")
 
 
-_TYPE_NAMES: dict[type, str] = {list: "list", dict: "object"}
-
-
-def _json(value: Any) -> str:
-    """``value`` as the client wrote it (JSON, not Python's repr), cut short."""
-    try:
-        text = orjson.dumps(value, default=str).decode()
-    except orjson.JSONEncodeError:  # nested deeper than orjson writes
-        return f"a {_TYPE_NAMES.get(type(value), type(value).__name__)} nested too deeply to show"
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def _object(what: str, value: Any, example: str) -> dict[str, Any]:
     """An optional JSON object (``parameters``): absent or null is empty, anything else is refused."""
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise bad_request("bad_parameters", f"{what} must be a JSON object such as {example}, got {_json(value)}")
+        raise bad_request("bad_parameters", f"{what} must be a JSON object such as {example}, got {show(value)}")
     return value
 
 
@@ -85,7 +73,7 @@ def _flag(what: str, value: Any, default: bool) -> bool:
     if value is None:
         return default
     if type(value) is not bool:
-        raise bad_request("bad_parameters", f"{what} must be true or false, got {_json(value)}")
+        raise bad_request("bad_parameters", f"{what} must be true or false, got {show(value)}")
     return value
 
 
@@ -105,14 +93,16 @@ def _numbers(values: list[Any], text: bytes) -> np.ndarray:
     word. When nothing after the "data" key can start a string, true, false or null (``data`` last,
     as tritonclient sends it without outputs: four memchr scans), the values are numbers; otherwise
     numpy's own dtype shows strings, null and objects, and booleans are looked for."""
-    start = text.find(b'"data"')
-    plain = start >= 0 and all(text.find(c, start + 6) < 0 for c in (b'"', b"t", b"f", b"n"))
+    start = text.find(b'"data"')  # an escape could spell the key otherwise: then the careful path
+    plain = start >= 0 and b"\\" not in text and all(text.find(c, start + 6) < 0 for c in (b'"', b"t", b"f", b"n"))
     try:
         arr = np.asarray(values, dtype=np.float32) if plain else np.asarray(values)
     except OverflowError:
         raise bad_request("bad_data", '"data" holds an integer too large for FP32: send numbers in [0, 1]') from None
     except (TypeError, ValueError):
-        raise bad_request("bad_data", '"data" holds ragged lists: every row needs the same length') from None
+        raise bad_request(
+            "bad_data", '"data" holds ragged lists or values that are not numbers: a flat or nested list of numbers'
+        ) from None
     if not plain and (arr.dtype.kind not in "fiu" or ((b"true" in text or b"false" in text) and _holds_bool(values))):
         raise bad_request(
             "bad_data",
@@ -147,7 +137,7 @@ def _rows(data: np.ndarray, shape: list[int], max_rows: int) -> np.ndarray:
 
 def _shape(value: Any) -> list[int]:
     if not isinstance(value, list) or not all(type(d) is int and d >= 0 for d in value):
-        raise bad_request("wrong_shape", f"shape must be a list of non-negative integers, got {_json(value)}")
+        raise bad_request("wrong_shape", f"shape must be a list of non-negative integers, got {show(value)}")
     return value
 
 
@@ -155,13 +145,13 @@ def _datatype(value: Any) -> None:
     if value != "FP32":
         raise bad_request(
             "wrong_datatype",
-            f"datatype {_json(value)}: the model takes FP32 (astype(np.float32) in numpy; 'FP32' in tritonclient)",
+            f"datatype {show(value)}: the model takes FP32 (astype(np.float32) in numpy; 'FP32' in tritonclient)",
         )
 
 
 def _input_name(name: Any) -> None:
     if name != oip.INPUT:
-        raise bad_request("unknown_input", f"the model's one input is {oip.INPUT!r}, not {_json(name)}")
+        raise bad_request("unknown_input", f"the model's one input is {oip.INPUT!r}, not {show(name)}")
 
 
 def _requested(outputs: Any, binary_default: bool) -> tuple[Requested, ...]:
@@ -171,7 +161,7 @@ def _requested(outputs: Any, binary_default: bool) -> tuple[Requested, ...]:
     out: list[Requested] = []
     for o in outputs:
         if not isinstance(o, dict):
-            raise bad_request("bad_output", f"each requested output is an object with a name, got {_json(o)}")
+            raise bad_request("bad_output", f"each requested output is an object with a name, got {show(o)}")
         _refuse_unknown("a requested output", o, _OUTPUT_KEYS)
         params = _object("an output's 'parameters'", o.get("parameters"), '{"binary_data": true}')
         _refuse_unknown("an output's parameters", params, _OUTPUT_PARAMETERS)
@@ -179,7 +169,7 @@ def _requested(outputs: Any, binary_default: bool) -> tuple[Requested, ...]:
             raise bad_request("unsupported_parameter", "the classification extension is not offered; read 'label'")
         name = o.get("name")
         if type(name) is not str or name not in oip.OUTPUTS:
-            raise bad_request("unknown_output", f"no output {_json(name)}; outputs are {', '.join(oip.OUTPUTS)}")
+            raise bad_request("unknown_output", f"no output {show(name)}; outputs are {', '.join(oip.OUTPUTS)}")
         if any(r.name == name for r in out):
             raise bad_request("bad_output", f"the output {name!r} is requested twice; name each once")
         out.append(Requested(name, _flag("binary_data", params.get("binary_data"), binary_default)))
@@ -188,7 +178,7 @@ def _requested(outputs: Any, binary_default: bool) -> tuple[Requested, ...]:
 
 def _output_list(outputs: Any) -> None:
     if not isinstance(outputs, list):
-        raise bad_request("bad_output", f'"outputs" must be a list like [{{"name": "label"}}], got {_json(outputs)}')
+        raise bad_request("bad_output", f'"outputs" must be a list like [{{"name": "label"}}], got {show(outputs)}')
     if len(outputs) > len(oip.OUTPUTS):
         raise bad_request(
             "bad_output", f"{len(outputs)} outputs requested; the model has {len(oip.OUTPUTS)}: name each once"
@@ -224,7 +214,7 @@ def decode_rest(body: bytes, header_length: str | None, max_rows: int) -> V2Requ
     _refuse_unknown("an inference request", request, _REQUEST_KEYS)
     request_id = request.get("id", "")
     if type(request_id) is not str:
-        raise bad_request("bad_id", f'"id" must be a string (it is echoed in the answer), got {_json(request_id)}')
+        raise bad_request("bad_id", f'"id" must be a string (it is echoed in the answer), got {show(request_id)}')
     params = _object("the request's 'parameters'", request.get("parameters"), '{"binary_data_output": true}')
     inputs = request.get("inputs")
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
@@ -246,7 +236,7 @@ def decode_rest(body: bytes, header_length: str | None, max_rows: int) -> V2Requ
             raise bad_request("bad_binary_data", 'the input has both "data" and binary_data_size: send one of them')
         if type(size) is not int or size != len(binary):
             raise bad_request(
-                "bad_binary_data", f"binary_data_size {_json(size)} but {len(binary)} bytes follow the header"
+                "bad_binary_data", f"binary_data_size {show(size)} but {len(binary)} bytes follow the header"
             )
         if size % 4:
             raise bad_request("bad_binary_data", f"{size} bytes are not whole FP32 values (4 bytes each)")
@@ -324,10 +314,15 @@ def decode_grpc(request: Any, max_rows: int) -> V2Request:
             raise bad_request("bad_binary_data", f"{len(raw)} bytes are not whole FP32 values (4 bytes each)")
         data = np.frombuffer(raw, dtype="<f4")
     else:
+        others = [f.name for f, _ in tensor.contents.ListFields() if f.name != "fp32_contents"]
+        if others:
+            raise bad_request("wrong_datatype", f"the input holds {', '.join(others)}: FP32 data goes in fp32_contents")
         data = np.asarray(tensor.contents.fp32_contents, dtype=np.float32)
     outputs: list[Requested] = []
     for o in request.outputs:
         _refuse_unknown("an output's parameters", o.parameters, _OUTPUT_PARAMETERS)
+        if "classification" in o.parameters:
+            raise bad_request("unsupported_parameter", "the classification extension is not offered; read 'label'")
         if o.name not in oip.OUTPUTS:
             raise bad_request("unknown_output", f"no output {o.name[:60]!r}; outputs are {', '.join(oip.OUTPUTS)}")
         if any(r.name == o.name for r in outputs):

@@ -42,7 +42,7 @@ async def compare(incoming: Incoming) -> dict[str, Any]:
         image = await image_row(incoming, settings, incoming.scope["app"].state.image_decoder)
         rows, json_body = image.reshape(1, -1), None
     else:
-        instances = await json_rows(incoming, settings)
+        instances = await json_rows(incoming, settings, budget.at)
         rows, json_body = instances.array, instances.json
     incoming.state["backend"] = "+".join(names)
     body = await dp.compare(rows, names, json_body, budget=budget, version=params["version"] or None)

@@ -46,7 +46,7 @@ async def predict(incoming: Incoming) -> dict[str, Any]:
     budget = budget_of(incoming.headers, settings)
     principal = principal_of(incoming) if dp.needs_principal else ""
     dp.precheck(backend, principal)  # before the body is read
-    rows = await json_rows(incoming, settings)
+    rows = await json_rows(incoming, settings, budget.at)
     version = params["version"] or None
     result = await dp.infer(backend, rows.array, rows.json, budget=budget, principal=principal, version=version)
     incoming.state["backend"] = result.backend
