@@ -189,6 +189,14 @@ def test_the_binary_header_is_checked_and_its_absence_named(serving_stack, heade
     assert r.status_code == 400 and fix in r.json()["error"], r.text
 
 
+def test_a_header_sent_twice_is_refused_not_guessed(serving_stack) -> None:
+    url = f"{local_url(serving_stack.ports.gateway)}/v2/models/mnist/infer"
+    for name, values in (("X-Request-Timeout-Ms", ("0", "5000")), ("Inference-Header-Content-Length", ("10", "20"))):
+        r = httpx.post(url, content=orjson.dumps(_ROW), headers=[(name, v) for v in values])
+        assert r.status_code == 400 and r.json()["type"] == "invalid_header", r.text
+        assert f"{name} is given more than once" in r.json()["error"]
+
+
 def test_an_unknown_version_is_404_on_auto_and_on_ready(serving_stack) -> None:
     """auto checks the version on the backend it picks, as a named backend does: 404 naming what is
     loaded, not the backend's own error as a 502."""

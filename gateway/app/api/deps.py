@@ -36,17 +36,23 @@ def dataplane_of(request: Request | Incoming) -> DataPlane:
 DEADLINE_HEADER = "x-request-timeout-ms"
 
 
+def one_header(headers: Headers, name: str, shown: str) -> str | None:
+    """A header's value, or None; 400 when it is sent more than once (which one would count?)."""
+    raw = headers.get(name)
+    if raw is not None and len(headers.getlist(name)) > 1:
+        raise APIError(400, "invalid_header", f"{shown} is given more than once: send it once")
+    return raw
+
+
 _MILLISECONDS = re.compile(r"[0-9]{1,12}(\.[0-9]{1,6})?")
 
 
 def budget_of(headers: Headers, settings: Settings) -> Budget:
     """The request's time budget: the client's ``X-Request-Timeout-Ms`` (milliseconds from now;
     gRPC's deadline over HTTP), at most ``max_timeout_ms``, else the gateway's default."""
-    raw = headers.get(DEADLINE_HEADER)
+    raw = one_header(headers, DEADLINE_HEADER, "X-Request-Timeout-Ms")
     if raw is None:
         return Budget(time.monotonic() + settings.default_timeout_ms / 1e3)
-    if len(headers.getlist(DEADLINE_HEADER)) > 1:
-        raise APIError(400, "invalid_header", "X-Request-Timeout-Ms is given more than once: send one deadline")
     if not _MILLISECONDS.fullmatch(raw):  # float() would also take "1_000", "nan", "1e3", " 5"
         raise APIError(400, "invalid_header", f"X-Request-Timeout-Ms must be milliseconds >= 0, got {raw[:40]!r}")
     ms = float(raw)

@@ -243,15 +243,16 @@ def _refuse_unwrapped(instances: list[Any]) -> None:
         )
 
 
-def may_hold_non_numbers(raw: bytes) -> bool:
-    """False only when nothing after the "instances" key can start a string, true, false or null.
+def may_hold_non_numbers(raw: bytes, key: bytes = _KEY) -> bool:
+    """False only when nothing after ``key`` (written out, quotes included) can start a string,
+    true, false or null, and no escape could have spelled the key elsewhere.
 
     One memchr per byte (``bytes.find``) is ~0.2 µs on a 15 KB row; ``b"true" in raw`` is ~10 µs.
     """
-    start = raw.find(_KEY)
-    if start < 0:
+    start = raw.find(key)
+    if start < 0 or b"\\" in raw:
         return True
-    start += len(_KEY)
+    start += len(key)
     return (
         raw.find(b'"', start) >= 0
         or raw.find(b"t", start) >= 0

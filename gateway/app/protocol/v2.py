@@ -21,7 +21,7 @@ import numpy as np
 import orjson
 
 from gateway.app.core.errors import APIError, bad_request, too_large
-from gateway.app.protocol.rows import check_values, parse_json, refuse_duplicate_keys, show
+from gateway.app.protocol.rows import check_values, may_hold_non_numbers, parse_json, refuse_duplicate_keys, show
 from mnist_serving import oip
 from mnist_serving.spec import IMAGE_SIDE, INPUT_DIM, UNCERTAIN_BELOW
 
@@ -93,8 +93,7 @@ def _numbers(values: list[Any], text: bytes) -> np.ndarray:
     word. When nothing after the "data" key can start a string, true, false or null (``data`` last,
     as tritonclient sends it without outputs: four memchr scans), the values are numbers; otherwise
     numpy's own dtype shows strings, null and objects, and booleans are looked for."""
-    start = text.find(b'"data"')  # an escape could spell the key otherwise: then the careful path
-    plain = start >= 0 and b"\\" not in text and all(text.find(c, start + 6) < 0 for c in (b'"', b"t", b"f", b"n"))
+    plain = not may_hold_non_numbers(text, b'"data"')
     try:
         arr = np.asarray(values, dtype=np.float32) if plain else np.asarray(values)
     except OverflowError:

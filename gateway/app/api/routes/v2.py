@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from gateway.app.api.deps import budget_of, dataplane_of, principal_of, settings_of
+from gateway.app.api.deps import budget_of, dataplane_of, one_header, principal_of, settings_of
 from gateway.app.api.encode import ORJSONResponse
 from gateway.app.api.incoming import Incoming
 from gateway.app.api.params import read
@@ -30,7 +30,7 @@ from gateway.app.api.schemas import (
     json_body,
     operation,
 )
-from gateway.app.core.errors import APIError, bad_request
+from gateway.app.core.errors import APIError
 from gateway.app.protocol import v2
 from mnist_serving import oip
 
@@ -56,10 +56,8 @@ async def infer(incoming: Incoming) -> tuple[bytes, dict[str, str]]:
     principal = principal_of(incoming) if dp.needs_principal else ""
     dp.precheck(backend, principal)  # before the body is read
     body = await incoming.body(settings.max_body_bytes, budget.at)
-    lengths = incoming.headers.getlist(v2.HEADER_LENGTH)
-    if len(lengths) > 1:
-        raise bad_request("invalid_header", "Inference-Header-Content-Length is given more than once: send one")
-    request = v2.decode_rest(body, lengths[0] if lengths else None, settings.max_rows)
+    length = one_header(incoming.headers, v2.HEADER_LENGTH, "Inference-Header-Content-Length")
+    request = v2.decode_rest(body, length, settings.max_rows)
     result = await dp.infer(backend, request.rows, budget=budget, principal=principal, version=version)
     incoming.state["backend"] = result.backend
     return v2.encode_rest(name, result.prediction.model_version, request.id, result.prediction.probabilities,
